@@ -1,0 +1,257 @@
+"""`credit-monitor`: check, monitor, history and status for people and cron jobs.
+
+Exit codes follow the Nagios plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown or
+error. Expected failures end in one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NoReturn
+
+from . import history, notify
+from .check import EXIT_CODES, CheckResult, run_check
+from .client import OpenRouterClient
+from .errors import CreditTasksError
+from .rules import Status
+from .settings import Settings, load_settings
+from .store import Store
+
+SPARKS = "▁▂▃▄▅▆▇█"
+PROG = "credit-monitor"
+
+
+def _money(value: object) -> str:
+    return "-" if value in (None, "") else f"${float(str(value)):,.2f}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def nagios_line(result: CheckResult, settings: Settings) -> str:
+    """`CREDITS WARNING - $8.00 left | remaining=8.00;10;5;0`, the plugin convention."""
+    label = f"CREDITS {result.status.value.upper()}"
+    snap = result.snapshot
+    if snap is None:
+        return f"{label} - {result.error or result.note or 'no data'}"
+    perf = []
+    if snap.remaining_usd is not None:
+        perf.append(
+            f"remaining={_num(snap.remaining_usd)};{settings.credit_warning_threshold:g};"
+            f"{settings.credit_critical_threshold:g};0"
+        )
+    if snap.usage_usd is not None:
+        perf.append(f"usage={_num(snap.usage_usd)};;;0")
+    if snap.remaining_usd is None:
+        text = result.note or "balance unknown"
+    else:
+        text = f"{_money(snap.remaining_usd)} left ({snap.source.replace('_', ' ')})"
+    if result.skipped:
+        text = f"{text}; {result.note}"
+    return f"{label} - {text}" + (f" | {' '.join(perf)}" if perf else "")
+
+
+def _open_store(settings: Settings) -> Store:
+    store = Store.from_settings(settings)
+    store.ping()
+    return store
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.require_api_key()
+    store = _open_store(settings)
+    with OpenRouterClient(settings) as client:
+        result = run_check(settings, client, store)
+    for alert in result.alerts:
+        notify.deliver(store, alert.as_dict())
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(nagios_line(result, settings))
+        for alert in result.alerts:
+            print(f"alert {alert.type.value}: {alert.message}")
+    if result.error:
+        print(f"{PROG}: {result.error}", file=sys.stderr)
+    return result.exit_code
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    settings.require_api_key()
+    _open_store(settings).ping()
+    from .celery import app
+
+    schedule = Path(tempfile.gettempdir()) / f"{PROG}-{settings.credit_redis_prefix}-beat"
+    app.worker_main(
+        [
+            "worker",
+            "--beat",
+            f"--schedule={schedule}",
+            f"--loglevel={args.loglevel}",
+            "--concurrency=1",
+            f"--hostname={PROG}@%h",
+        ]
+    )
+    return 0
+
+
+def sparkline(values: list[float], width: int = 60) -> str:
+    """A one-line chart of `values`, down-sampled to at most `width` characters."""
+    if not values:
+        return ""
+    step = max(1, -(-len(values) // width))
+    sampled = values[::step]
+    low, high = min(sampled), max(sampled)
+    span = (high - low) or 1.0
+    return "".join(SPARKS[int((v - low) / span * (len(SPARKS) - 1))] for v in sampled)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = _open_store(settings)
+    end = datetime.now(UTC)
+    points = store.history(end - timedelta(hours=args.hours), end)
+    answer = history.report(args.hours, points)
+    if args.json:
+        print(json.dumps(answer))
+        return 0
+    if not points:
+        print(
+            f"No checks recorded in the last {args.hours:g} h: run `{PROG} check` "
+            "or start the worker with beat."
+        )
+        return 0
+    summary = answer["summary"]
+    assert isinstance(summary, dict)
+    known = [p.remaining_usd for p in points if p.remaining_usd is not None]
+    print(f"Balance over the last {args.hours:g} h ({len(points)} checks)")
+    print(f"  {sparkline(known)}")
+    print(
+        f"  first {_money(summary['first_remaining_usd'])}  last "
+        f"{_money(summary['last_remaining_usd'])}  min {_money(summary['min_remaining_usd'])}"
+        f"  max {_money(summary['max_remaining_usd'])}"
+    )
+    rate = summary["burn_rate_usd_per_hour"]
+    print(
+        f"  spent {_money(summary['spend_usd'])}, burn rate {_money(rate)}/h"
+        if rate is not None
+        else f"  spent {_money(summary['spend_usd'])}"
+    )
+    print()
+    print(f"{'time (UTC)':<20} {'remaining':>12} {'usage':>12}  status    source")
+    step = max(1, -(-len(points) // args.rows))
+    shown = points[::step]
+    if shown[-1] is not points[-1]:
+        shown.append(points[-1])
+    for p in shown:
+        print(
+            f"{p.timestamp:%Y-%m-%d %H:%M:%S} {_money(p.remaining_usd):>12} "
+            f"{_money(p.usage_usd):>12}  {p.status:<9} {p.source}"
+        )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = _open_store(settings)
+    current, monitoring = store.current(), store.monitoring_status()
+    alerts = store.recent_alerts(5)
+    status = Status(current.get("status") or "unknown")
+    if args.json:
+        print(json.dumps({"current": current, "monitoring": monitoring, "recent_alerts": alerts}))
+        return EXIT_CODES[status]
+    if not current and not monitoring:
+        print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
+        return 3
+    print(f"Status:     {status.value.upper()}")
+    print(
+        f"Remaining:  {_money(current.get('remaining_usd'))} "
+        f"(source: {current.get('source') or '-'})"
+    )
+    print(f"Usage:      {_money(current.get('usage_usd'))}")
+    print(f"Checked at: {current.get('checked_at') or '-'}")
+    print(
+        f"Last check: {monitoring.get('last_check_at') or '-'}, last success "
+        f"{monitoring.get('last_success_at') or '-'}, "
+        f"{monitoring.get('consecutive_failures') or 0} failure(s) in a row"
+    )
+    if monitoring.get("last_error"):
+        print(f"Last error: {monitoring['last_error']}")
+    if alerts:
+        print("Recent alerts:")
+        for a in alerts:
+            pending = "" if a.get("delivered_at") else "  (not delivered yet)"
+            print(
+                f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} "
+                f"{a.get('message', '')}{pending}"
+            )
+    return EXIT_CODES[status]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3 (UNKNOWN) in one line: exit 2 would read as CRITICAL to Nagios."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(3, f"{self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Watch OpenRouter credits; exit 0 ok, 1 warning, 2 critical, "
+        "3 unknown or error.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = sub.add_parser("check", help="check the balance once, in-process (the default)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(func=cmd_check)
+    monitor = sub.add_parser("monitor", help="run a worker with embedded beat for this module")
+    monitor.add_argument("--loglevel", default="INFO")
+    monitor.set_defaults(func=cmd_monitor)
+    hist = sub.add_parser("history", help="the balance over the last HOURS (default 24)")
+    hist.add_argument("hours", nargs="?", type=_positive_hours, default=24.0, metavar="HOURS")
+    hist.add_argument("--json", action="store_true", help="print one JSON object")
+    hist.add_argument("--rows", type=int, default=24, help="table rows at most (default 24)")
+    hist.set_defaults(func=cmd_history)
+    status = sub.add_parser("status", help="the current snapshot and monitoring status")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(func=cmd_status)
+    sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
+    return parser
+
+
+def _positive_hours(text: str) -> float:
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1.0
+    if not 0 < hours < float("inf"):
+        raise argparse.ArgumentTypeError(f"HOURS must be a number > 0, not {text!r}")
+    return hours
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from .simulator import main as simulate
+
+        return simulate(argv[1:])
+    args = build_parser().parse_args(argv or ["check"])
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    # the CLI prints its own lines; keep library warnings for the log of a worker
+    logging.getLogger("credit_tasks").setLevel(logging.ERROR)
+    try:
+        return int(args.func(args))
+    except CreditTasksError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130

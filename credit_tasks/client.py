@@ -1,0 +1,381 @@
+"""The OpenRouter client: reads `/key` (and `/credits` with a management key) into a Snapshot.
+
+Every request goes through one tenacity retry layer (attempts and a time budget from the
+settings); httpx errors are translated into the project's FetchError family in one place.
+Secrets are read with `get_secret_value()` only to build the Authorization header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from .errors import ApiUnavailable, FetchError, KeyRejected, MalformedAnswer
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("key_limit", "account", "initial_balance", "payment_required", "none")
+KEYS_URL = "https://openrouter.ai/settings/keys"
+MANAGEMENT_KEYS_URL = "https://openrouter.ai/settings/management-keys"
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+MAX_USD = 1e9
+_BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
+
+try:
+    _VERSION = importlib.metadata.version("credit-tasks")
+except importlib.metadata.PackageNotFoundError:
+    _VERSION = "0"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one read of OpenRouter says about the money."""
+
+    checked_at: datetime
+    remaining_usd: float | None
+    usage_usd: float | None
+    source: str
+    limit_usd: float | None
+    limit_remaining_usd: float | None
+    account_balance_usd: float | None
+    key_label: str | None
+    is_free_tier: bool | None
+
+    def as_dict(self) -> dict[str, object]:
+        """The snapshot as JSON-safe values, `checked_at` as an ISO 8601 UTC string."""
+        out: dict[str, object] = dataclasses.asdict(self)
+        out["checked_at"] = self.checked_at.isoformat()
+        return out
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_Money = Annotated[float, Field(ge=0, le=MAX_USD)]
+
+
+class _Strict(BaseModel):
+    # strict: a number sent as a string is malformed, not coerced
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
+
+
+class _KeyData(_Strict):
+    usage: _Money
+    limit: _Money | None
+    limit_remaining: _Money | None = None
+    label: str | None = None
+    is_free_tier: bool | None = None
+
+
+class _KeyAnswer(_Strict):
+    data: _KeyData
+
+
+class _CreditsData(_Strict):
+    total_credits: _Money
+    total_usage: _Money
+
+
+class _CreditsAnswer(_Strict):
+    data: _CreditsData
+
+
+class _ErrorDetail(_Strict):
+    code: int
+    message: str = ""
+
+
+class _ErrorAnswer(_Strict):
+    error: _ErrorDetail
+
+
+class _Transient(Exception):
+    """A failure worth another attempt; `what` ends up in the final message."""
+
+    def __init__(self, what: str, retry_after_s: float | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.retry_after_s = retry_after_s
+
+
+class _PaymentRequired(Exception):
+    """402: the money is gone; a result, not an error."""
+
+
+class _NotFound(Exception):
+    """404 on a path; `/key` falls back to `/auth/key` on it."""
+
+
+class OpenRouterClient:
+    """Reads the spendable balance from OpenRouter; use as a context manager or call close()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.Client | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings
+        self._api_key = settings.require_api_key()
+        self._owns_http = http is None
+        if http is None:
+            timeout_s = settings.credit_http_timeout_s
+            http = httpx.Client(
+                base_url=settings.openrouter_base_url,
+                timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+                headers={"User-Agent": f"credit-tasks/{_VERSION}"},
+            )
+        self._http = http
+        self._sleep = sleep
+        self._key_path = "key"
+
+    def __enter__(self) -> OpenRouterClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the httpx client, only if this client created it."""
+        if self._owns_http:
+            self._http.close()
+
+    def fetch_snapshot(self, now: datetime) -> Snapshot:
+        """Read OpenRouter once; raises a FetchError child when it cannot say."""
+        now = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
+        try:
+            body = self._read_key(now)
+        except _PaymentRequired:
+            return Snapshot(now, 0.0, None, "payment_required", None, None, None, None, None)
+        key = _validate(_KeyAnswer, body, self._key_path).data
+        limit_remaining = key.limit_remaining
+        if key.limit is not None and limit_remaining is None:
+            limit_remaining = max(key.limit - key.usage, 0.0)
+        known = Snapshot(
+            checked_at=now,
+            remaining_usd=None,
+            usage_usd=key.usage,
+            source="none",
+            limit_usd=key.limit,
+            limit_remaining_usd=limit_remaining,
+            account_balance_usd=None,
+            key_label=key.label,
+            is_free_tier=key.is_free_tier,
+        )
+        try:
+            account = self._read_account(now)
+        except _PaymentRequired:
+            return dataclasses.replace(known, remaining_usd=0.0, source="payment_required")
+        known = dataclasses.replace(known, account_balance_usd=account)
+
+        candidates: list[tuple[float, str]] = []
+        if key.limit is not None and limit_remaining is not None:
+            candidates.append((limit_remaining, "key_limit"))
+        if account is not None:
+            candidates.append((account, "account"))
+        if candidates:
+            remaining, source = min(candidates, key=lambda pair: pair[0])
+            return dataclasses.replace(known, remaining_usd=max(remaining, 0.0), source=source)
+        initial = self._settings.credit_initial_balance
+        if initial is not None:
+            remaining = max(initial - key.usage, 0.0)
+            return dataclasses.replace(known, remaining_usd=remaining, source="initial_balance")
+        return known
+
+    def _read_key(self, now: datetime) -> dict[str, Any]:
+        if self._key_path == "key":
+            with contextlib.suppress(_NotFound):
+                return self._get("key", self._api_key, now)
+        # older deployments only know /auth/key; remember it so we ask once
+        body = self._get("auth/key", self._api_key, now)
+        self._key_path = "auth/key"
+        return body
+
+    def _read_account(self, now: datetime) -> float | None:
+        """total_credits - total_usage, or None when no management key or not visible."""
+        management_key = self._settings.openrouter_management_key
+        if management_key is None:
+            return None
+        body = self._get("credits", management_key, now)
+        credits = _validate(_CreditsAnswer, body, "credits").data
+        # all zeros is how some keys are told "not visible", not a $0 balance
+        if credits.total_credits == 0 and credits.total_usage == 0:
+            return None
+        return credits.total_credits - credits.total_usage
+
+    def _get(self, path: str, secret: SecretStr, now: datetime) -> dict[str, Any]:
+        """GET `path` through the retry layer; the JSON object of a 2xx answer."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((_Transient, httpx.HTTPError)),
+            wait=self._wait,
+            stop=self._stop,
+            sleep=self._sleep,
+            retry_error_callback=self._give_up,
+        )
+        body: dict[str, Any] = retrying(self._attempt, path, secret, now)
+        return body
+
+    def _attempt(self, path: str, secret: SecretStr, now: datetime) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            auth = {"Authorization": f"Bearer {secret.get_secret_value()}"}
+            response = self._http.get(path, headers=auth)
+        except httpx.HTTPError as exc:
+            log.debug(
+                "GET /%s failed after %.3f s: %s",
+                path,
+                time.monotonic() - started,
+                type(exc).__name__,
+            )
+            raise
+        log.debug("GET /%s -> %d in %.3f s", path, response.status_code, time.monotonic() - started)
+        status, message = response.status_code, response.reason_phrase
+        if response.is_success:
+            body = _parse_json(path, response.text)
+            if "error" not in body:
+                return body
+            # a 200 carrying an error is that error
+            error = _validate(_ErrorAnswer, body, path).error
+            if 200 <= error.code < 300:
+                raise MalformedAnswer(_malformed(path, f"an error coded {error.code}"))
+            status, message = error.code, error.message or httpx.codes.get_reason_phrase(error.code)
+        else:
+            # a proxy's HTML error page is fine here: the status says enough
+            with contextlib.suppress(ValueError, RecursionError):
+                message = _ErrorAnswer.model_validate_json(response.text).error.message or message
+        self._raise_for(path, status, self._scrub(message), response.headers, now)
+
+    def _raise_for(
+        self, path: str, status: int, message: str, headers: httpx.Headers, now: datetime
+    ) -> NoReturn:
+        setting = "OPENROUTER_API_KEY" if path != "credits" else "OPENROUTER_MANAGEMENT_KEY"
+        what = f"{status} {message}".strip()
+        if status == 402:
+            raise _PaymentRequired(what)
+        if status == 403 and path == "credits":
+            raise KeyRejected(
+                f"{setting} is not a management key ({what}): "
+                f"create one under Management keys at {MANAGEMENT_KEYS_URL} "
+                "or unset it"
+            )
+        if status in (401, 403):
+            where = KEYS_URL if path != "credits" else MANAGEMENT_KEYS_URL
+            raise KeyRejected(f"OpenRouter rejected {setting} ({what}): check the key at {where}")
+        if status in TRANSIENT_STATUSES or 500 <= status < 600:
+            wait_s = None
+            if status in RETRY_AFTER_STATUSES:
+                wait_s = _retry_after_s(headers.get("Retry-After"), now)
+            raise _Transient(what, wait_s)
+        if status == 404 and path == "key":
+            raise _NotFound(what)
+        if status == 404 and path == "auth/key":
+            raise FetchError(
+                f"OpenRouter has neither /key nor /auth/key ({what}): check "
+                "OPENROUTER_BASE_URL, e.g. https://openrouter.ai/api/v1"
+            )
+        raise FetchError(f"OpenRouter answered {what} for /{path}: check OPENROUTER_BASE_URL")
+
+    def _scrub(self, text: str) -> str:
+        """Server text made safe for a one-line message: no secrets, no newlines, short."""
+        for secret in (self._api_key, self._settings.openrouter_management_key):
+            if secret is not None and secret.get_secret_value():
+                text = text.replace(secret.get_secret_value(), "***")
+        return " ".join(text.split())[:200]
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after_s is not None:
+            return exc.retry_after_s
+        return _BACKOFF(state)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self._settings.credit_retry_attempts:
+            return True
+        # never sleep past the budget: a longer Retry-After stops at once
+        return _spent_s(state) + state.upcoming_sleep > self._settings.credit_retry_budget_s
+
+    def _give_up(self, state: RetryCallState) -> NoReturn:
+        exc = state.outcome.exception() if state.outcome else None
+        what = exc.what if isinstance(exc, _Transient) else type(exc).__name__
+        if state.attempt_number < self._settings.credit_retry_attempts:
+            what += (
+                f"; the next try in {state.upcoming_sleep:.1f} s would pass the "
+                f"{self._settings.credit_retry_budget_s:g} s retry budget"
+            )
+        plural = "s" if state.attempt_number != 1 else ""
+        message = (
+            f"OpenRouter unavailable after {state.attempt_number} attempt{plural} over "
+            f"{_spent_s(state):.1f} s (last: {what}): will retry at the next check"
+        )
+        # the one place where httpx errors become ours
+        raise ApiUnavailable(message) from exc
+
+
+def _spent_s(state: RetryCallState) -> float:
+    # idle_for covers an injected sleep that does not move the clock
+    return max(state.seconds_since_start or 0.0, state.idle_for)
+
+
+def _retry_after_s(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds from `now`: a number of seconds or an HTTP-date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"a non-finite number ({name})")
+
+
+def _parse_json(path: str, text: str) -> dict[str, Any]:
+    if not text.strip():
+        raise MalformedAnswer(_malformed(path, "an empty body"))
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        what = "an HTML page" if text.lstrip().startswith("<") else "a body that is not JSON"
+        raise MalformedAnswer(_malformed(path, what)) from None
+    except (ValueError, RecursionError) as exc:  # NaN, Infinity, absurd nesting
+        raise MalformedAnswer(_malformed(path, str(exc))) from None
+    if not isinstance(body, dict):
+        raise MalformedAnswer(_malformed(path, f"JSON {type(body).__name__}, not an object"))
+    return body
+
+
+def _validate(model: type[_Model], body: object, path: str) -> _Model:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "body"
+        msg = "not an object" if err["type"] == "model_type" else err["msg"]
+        reason = f"a bad field {where} ({msg})"
+        raise MalformedAnswer(_malformed(path, reason)) from None
+
+
+def _malformed(path: str, reason: str) -> str:
+    return f"OpenRouter answered /{path} with {reason}: check OPENROUTER_BASE_URL if this persists"

@@ -1,0 +1,70 @@
+"""History points and their summary: pure arithmetic over what the store returns."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Point:
+    """One completed check as kept in the timeline."""
+
+    timestamp: datetime
+    remaining_usd: float | None
+    usage_usd: float | None
+    status: str
+    source: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "timestamp": self.timestamp.isoformat(),
+            "remaining_usd": self.remaining_usd,
+            "usage_usd": self.usage_usd,
+            "status": self.status,
+            "source": self.source,
+        }
+
+
+def spend_usd(points: list[Point]) -> float | None:
+    """Money spent across `points`: each fall of the balance (a rise is a top-up, not spend)."""
+    known = [p.remaining_usd for p in points if p.remaining_usd is not None]
+    if len(known) < 2:
+        return None
+    return sum(max(0.0, before - after) for before, after in itertools.pairwise(known))
+
+
+def burn_rate_usd_per_hour(points: list[Point]) -> float | None:
+    """Average spend per hour between the first and last known balance of `points`."""
+    known = [p for p in points if p.remaining_usd is not None]
+    spent = spend_usd(known)
+    if spent is None:
+        return None
+    hours = (known[-1].timestamp - known[0].timestamp).total_seconds() / 3600
+    return spent / hours if hours > 0 else None
+
+
+def summarize(points: list[Point]) -> dict[str, object]:
+    """First, last, min and max balance, spend and burn rate of a window of points."""
+    known = [p.remaining_usd for p in points if p.remaining_usd is not None]
+    spent = spend_usd(points)
+    rate = burn_rate_usd_per_hour(points)
+    return {
+        "points": len(points),
+        "first_remaining_usd": known[0] if known else None,
+        "last_remaining_usd": known[-1] if known else None,
+        "min_remaining_usd": min(known) if known else None,
+        "max_remaining_usd": max(known) if known else None,
+        "spend_usd": round(spent, 6) if spent is not None else None,
+        "burn_rate_usd_per_hour": round(rate, 6) if rate is not None else None,
+    }
+
+
+def report(hours: float, points: list[Point]) -> dict[str, object]:
+    """The history answer shared by the task and the CLI: points and their summary."""
+    return {
+        "hours": hours,
+        "points": [p.as_dict() for p in points],
+        "summary": summarize(points),
+    }

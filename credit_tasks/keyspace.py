@@ -1,0 +1,51 @@
+"""Every Redis key and the pub/sub channel, built from `CREDIT_REDIS_PREFIX` in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALERTS_LIST_CAP = 100  # alerts:list keeps the newest ids only
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    """Key names for one prefix; with the default prefix they are the original utility's."""
+
+    prefix: str = "openrouter"
+
+    @property
+    def current(self) -> str:
+        return f"{self.prefix}:credits:current"
+
+    @property
+    def timeline(self) -> str:
+        return f"{self.prefix}:credits:timeline"
+
+    @property
+    def monitoring_status(self) -> str:
+        return f"{self.prefix}:monitoring:status"
+
+    @property
+    def check_lock(self) -> str:
+        return f"{self.prefix}:monitoring:lock"
+
+    @property
+    def alerts_list(self) -> str:
+        return f"{self.prefix}:alerts:list"
+
+    @property
+    def alert_state(self) -> str:
+        return f"{self.prefix}:alerts:state"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}-alerts"
+
+    def alert(self, alert_id: str) -> str:
+        return f"{self.prefix}:alerts:{alert_id}"
+
+    def alert_last(self, alert_type: str) -> str:
+        return f"{self.prefix}:alerts:last:{alert_type}"
+
+    def alert_sending(self, alert_id: str) -> str:
+        return f"{self.prefix}:alerts:sending:{alert_id}"

@@ -1,0 +1,258 @@
+"""Alert rules: states, recovery, cooldown and the alerts they call for.
+
+Pure decisions: no Redis, HTTP or Celery here, and the current time is an argument, so
+every rule is a row in a table test. The store applies a decision atomically; the check
+feeds it observations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+TOP_UP_URL = "https://openrouter.ai/settings/credits"
+KEYS_URL = "https://openrouter.ai/settings/keys"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+
+class AlertType(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+    RESOLVED = "resolved"
+
+
+_RANK = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2}
+# States that repeat their alert while they last.
+_ALERTING = {Status.WARNING, Status.CRITICAL, Status.UNKNOWN}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Dollar thresholds and the recovery margin (a fraction of the threshold)."""
+
+    warning_usd: float
+    critical_usd: float
+    recovery_margin: float = 0.1
+
+    def for_status(self, status: Status) -> float | None:
+        if status is Status.WARNING:
+            return self.warning_usd
+        if status is Status.CRITICAL:
+            return self.critical_usd
+        return None
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What a subject (the account, or one key) is alerting about, and when each type was sent."""
+
+    status: Status = Status.OK
+    since: datetime | None = None
+    last_sent: dict[str, datetime] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status.value,
+            "since": self.since.isoformat() if self.since else None,
+            "last_sent": {k: v.isoformat() for k, v in self.last_sent.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> AlertState:
+        since = data.get("since")
+        last = data.get("last_sent") or {}
+        return cls(
+            status=Status(str(data.get("status", "ok"))),
+            since=datetime.fromisoformat(since) if isinstance(since, str) else None,
+            last_sent={str(k): datetime.fromisoformat(str(v)) for k, v in dict(last).items()},  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An alert the rules call for: its type and, for `resolved`, the type it ends."""
+
+    type: AlertType
+    resolves: AlertType | None = None
+
+
+def classify(remaining_usd: float, previous: Status, th: Thresholds) -> Status:
+    """Status of a known balance; leaving a state needs the threshold plus the margin."""
+    crit_exit = th.critical_usd * (1 + th.recovery_margin)
+    warn_exit = th.warning_usd * (1 + th.recovery_margin)
+    if remaining_usd < th.critical_usd:
+        return Status.CRITICAL
+    if previous is Status.CRITICAL and remaining_usd < crit_exit:
+        return Status.CRITICAL
+    if remaining_usd < th.warning_usd:
+        return Status.WARNING
+    if previous in (Status.WARNING, Status.CRITICAL) and remaining_usd < warn_exit:
+        return Status.WARNING
+    return Status.OK
+
+
+def is_unknown(consecutive_failures: int, unknown_after: int, key_rejected: bool) -> bool:
+    """Whether failed checks have gone on long enough to say the balance cannot be seen."""
+    return key_rejected or consecutive_failures >= unknown_after
+
+
+def cooldown_due(last_sent: datetime | None, now: datetime, cooldown_s: float) -> bool:
+    """Whether an alert last sent at `last_sent` may be repeated at `now`."""
+    return last_sent is None or (now - last_sent).total_seconds() >= cooldown_s
+
+
+def _transition_notices(previous: Status, observed: Status) -> list[Notice]:
+    if observed is Status.UNKNOWN:
+        return [Notice(AlertType.UNKNOWN)]
+    notices = []
+    if previous is Status.UNKNOWN:
+        notices.append(Notice(AlertType.RESOLVED, resolves=AlertType.UNKNOWN))
+        previous = Status.OK  # what was before the blind spot is stale
+    if observed is Status.OK and previous is not Status.OK:
+        notices.append(Notice(AlertType.RESOLVED, resolves=AlertType(previous.value)))
+    elif _RANK[observed] > _RANK[previous]:
+        notices.append(Notice(AlertType(observed.value)))
+    # improving from critical to warning sends nothing new
+    return notices
+
+
+def evaluate(
+    state: AlertState, observed: Status, now: datetime, cooldown_s: float
+) -> tuple[AlertState, list[Notice]]:
+    """The next state of a subject and the alerts due, given what the check observed."""
+    if observed is state.status:
+        if observed in _ALERTING and cooldown_due(
+            state.last_sent.get(observed.value), now, cooldown_s
+        ):
+            notice = Notice(AlertType(observed.value))
+            return _sent(state, [notice], now), [notice]
+        return state, []
+    notices = _transition_notices(state.status, observed)
+    moved = replace(state, status=observed, since=now)
+    if observed is Status.OK:
+        moved = replace(moved, last_sent={})  # a new incident alerts at once
+    else:
+        # improving to warning is silent, but still starts the warning's cooldown
+        moved = replace(moved, last_sent={**moved.last_sent, observed.value: now})
+    return _sent(moved, notices, now), notices
+
+
+def _sent(state: AlertState, notices: list[Notice], now: datetime) -> AlertState:
+    if not notices:
+        return state
+    last = dict(state.last_sent)
+    for notice in notices:
+        if notice.type is not AlertType.RESOLVED:
+            last[notice.type.value] = now
+    return replace(state, last_sent=last)
+
+
+def _money(value: float | None) -> str:
+    return "an unknown amount" if value is None or not math.isfinite(value) else f"${value:,.2f}"
+
+
+def alert_message(
+    notice: Notice,
+    *,
+    remaining_usd: float | None,
+    threshold_usd: float | None,
+    source: str | None = None,
+    reason: str | None = None,
+) -> str:
+    """A sentence a person can act on."""
+    left = _money(remaining_usd)
+    fix = (
+        f"raise the key's limit at {KEYS_URL}"
+        if source == "key_limit"
+        else f"top up at {TOP_UP_URL}"
+    )
+    if notice.type is AlertType.WARNING:
+        return (
+            f"OpenRouter credits are low: {left} left, below the {_money(threshold_usd)} "
+            f"warning threshold; {fix}."
+        )
+    if notice.type is AlertType.CRITICAL:
+        return (
+            f"OpenRouter credits are critical: {left} left, below the {_money(threshold_usd)} "
+            f"critical threshold; {fix} now, or requests will fail with 402."
+        )
+    if notice.type is AlertType.UNKNOWN:
+        why = reason or "the last checks failed"
+        return f"OpenRouter credits cannot be checked: {why}."
+    if notice.resolves is AlertType.UNKNOWN:
+        return f"OpenRouter credits can be checked again: {left} left."
+    return (
+        f"OpenRouter credits are back to normal: {left} left, above the "
+        f"{_money(threshold_usd)} {notice.resolves or 'alert'} threshold."
+    )
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as published on the channel and stored in Redis."""
+
+    id: str
+    type: AlertType
+    subject: str
+    status: Status
+    remaining_usd: float | None
+    threshold_usd: float | None
+    message: str
+    timestamp: datetime
+    resolves: AlertType | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "type": self.type.value,
+            "subject": self.subject,
+            "status": self.status.value,
+            "remaining_usd": self.remaining_usd,
+            "threshold_usd": self.threshold_usd,
+            "message": self.message,
+            "timestamp": self.timestamp.isoformat(),
+            "resolves": self.resolves.value if self.resolves else None,
+        }
+
+
+def build_alert(
+    notice: Notice,
+    *,
+    alert_id: str,
+    subject: str,
+    status: Status,
+    remaining_usd: float | None,
+    th: Thresholds,
+    now: datetime,
+    source: str | None = None,
+    reason: str | None = None,
+) -> Alert:
+    """The full alert for a notice."""
+    kind = notice.resolves if notice.type is AlertType.RESOLVED else notice.type
+    threshold = th.for_status(Status(kind.value)) if kind else None
+    return Alert(
+        id=alert_id,
+        type=notice.type,
+        subject=subject,
+        status=status,
+        remaining_usd=remaining_usd,
+        threshold_usd=threshold,
+        message=alert_message(
+            notice,
+            remaining_usd=remaining_usd,
+            threshold_usd=threshold,
+            source=source,
+            reason=reason,
+        ),
+        timestamp=now,
+        resolves=notice.resolves,
+    )

@@ -1,0 +1,192 @@
+"""Settings, read once from the environment and an optional `.env` file, validated at start.
+
+The names and defaults of the original utility are kept; every invalid value is refused
+with one line that names the variable and what is allowed. Secrets are `SecretStr` and
+URLs that may carry a password are only ever shown through `redact_url`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+# What each setting allows, for the one-line refusal.
+_ALLOWED = {
+    "openrouter_base_url": "an http:// or https:// URL, e.g. https://openrouter.ai/api/v1",
+    "redis_url": "a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0",
+    "celery_broker_url": "a broker URL such as redis://localhost:6379/0",
+    "celery_result_backend": "a result backend URL such as redis://localhost:6379/0",
+    "credit_warning_threshold": "a number of dollars >= 0, e.g. 10",
+    "credit_critical_threshold": "a number of dollars >= 0 and below CREDIT_WARNING_THRESHOLD",
+    "credit_check_interval_minutes": "a number of minutes > 0, e.g. 30",
+    "credit_alert_cooldown_hours": "a number of hours >= 0, e.g. 1",
+    "credit_initial_balance": "a number of dollars >= 0, or empty to leave it unset",
+    "credit_recovery_margin": "a fraction between 0 and 1, e.g. 0.1",
+    "credit_unknown_after_failures": "a whole number >= 1, e.g. 3",
+    "credit_history_retention_days": "a number of days > 0, e.g. 90",
+    "credit_redis_prefix": "letters, digits, '_', '-' or '.', e.g. openrouter",
+    "credit_http_timeout_s": "a number of seconds > 0, e.g. 10",
+    "credit_retry_attempts": "a whole number >= 1, e.g. 4",
+    "credit_retry_budget_s": "a number of seconds > 0, e.g. 30",
+}
+_SECRET_FIELDS = {"openrouter_api_key", "openrouter_management_key"}
+_URL_FIELDS = {"openrouter_base_url", "redis_url", "celery_broker_url", "celery_result_backend"}
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class Settings(BaseSettings):
+    """Every setting of credit_tasks; build one with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    openrouter_api_key: SecretStr | None = None
+    openrouter_management_key: SecretStr | None = None
+    # URLs may carry a password: kept out of repr, shown only through redact_url
+    openrouter_base_url: str = Field("https://openrouter.ai/api/v1", repr=False)
+    redis_url: str = Field("redis://localhost:6379/0", repr=False)
+    celery_broker_url: str | None = Field(None, repr=False)
+    celery_result_backend: str | None = Field(None, repr=False)
+
+    credit_warning_threshold: float = Field(10.0, ge=0)
+    credit_critical_threshold: float = Field(5.0, ge=0)
+    credit_check_interval_minutes: float = Field(30, gt=0)
+    credit_alert_cooldown_hours: float = Field(1, ge=0)
+    credit_initial_balance: float | None = Field(None, ge=0)
+    credit_recovery_margin: float = Field(0.1, ge=0, le=1)
+    credit_unknown_after_failures: int = Field(3, ge=1)
+    credit_history_retention_days: float = Field(90, gt=0)
+    credit_redis_prefix: str = Field("openrouter", pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    credit_http_timeout_s: float = Field(10.0, gt=0)
+    credit_retry_attempts: int = Field(4, ge=1)
+    credit_retry_budget_s: float = Field(30.0, gt=0)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+
+    @field_validator("openrouter_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+            raise ValueError("not a redis URL")
+        try:
+            parts.port  # noqa: B018  (raises on a non-numeric port)
+        except ValueError as exc:
+            raise ValueError("bad port") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _critical_below_warning(self) -> Settings:
+        if self.credit_critical_threshold >= self.credit_warning_threshold:
+            raise ValueError("critical_not_below_warning")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.celery_result_backend or self.redis_url
+
+    @property
+    def cooldown_s(self) -> float:
+        return self.credit_alert_cooldown_hours * 3600
+
+    @property
+    def check_interval_s(self) -> float:
+        return self.credit_check_interval_minutes * 60
+
+    @property
+    def retention_s(self) -> float:
+        return self.credit_history_retention_days * 86400
+
+    def require_api_key(self) -> SecretStr:
+        """The API key, or a ConfigError that says how to set it."""
+        if self.openrouter_api_key is None:
+            raise ConfigError(
+                "OPENROUTER_API_KEY is not set: export it or put it in .env "
+                "(or run `make demo` to try the monitor without a key)"
+            )
+        return self.openrouter_api_key
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = [str(part) for part in err.get("loc", ())]
+    if not loc and "critical_not_below_warning" in str(err.get("msg", "")):
+        return (
+            "CREDIT_CRITICAL_THRESHOLD must be below CREDIT_WARNING_THRESHOLD: "
+            "lower it or raise the warning threshold"
+        )
+    field = loc[0] if loc else "?"
+    name = field.upper()
+    value = err.get("input")
+    if field in _SECRET_FIELDS:
+        shown = ""
+    elif field in _URL_FIELDS and isinstance(value, str):
+        shown = f"={_safe_redact(value)!r}"
+    else:
+        shown = f"={value!r}"
+    allowed = _ALLOWED.get(field, "a valid value")
+    return f"{name}{shown} is invalid: set it to {allowed}"
+
+
+def _safe_redact(url: str) -> str:
+    try:
+        return redact_url(url)
+    except ValueError:  # too malformed to parse: show nothing rather than a password
+        return "<unparseable URL>"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and `.env`), overridden by keyword arguments."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()

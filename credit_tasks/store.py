@@ -1,0 +1,294 @@
+"""The Redis store: current snapshot, monitoring status, timeline, alert state and records.
+
+Redis errors are translated here, and only here, into `StoreError` with a line that says
+what to do. Alert decisions are applied in one optimistic transaction (WATCH/MULTI), so
+any number of concurrent checks on any number of workers commits each transition once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import redis
+from redis.lock import Lock
+
+from .errors import StoreError
+from .history import Point
+from .keyspace import ALERTS_LIST_CAP, Keyspace
+from .rules import Alert, AlertState, AlertType
+from .settings import Settings, redact_url
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Decide = Callable[[AlertState], tuple[AlertState, list[Alert]]]
+SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def connect(url: str) -> redis.Redis:
+    """A Redis client for `url` with short timeouts, so an outage fails fast."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=3,
+        socket_timeout=5,
+        health_check_interval=30,
+    )
+
+
+class Store:
+    """Everything credit_tasks keeps in Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keyspace,
+        *,
+        retention_s: float,
+        cooldown_s: float,
+        url: str = "redis://",
+    ) -> None:
+        # Any: redis-py's types cannot tell that decode_responses gives str
+        self.redis: Any = client
+        self.keys = keys
+        self.retention_s = retention_s
+        self.cooldown_s = cooldown_s
+        self._where = redact_url(url)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        return cls(
+            connect(settings.redis_url),
+            Keyspace(settings.credit_redis_prefix),
+            retention_s=settings.retention_s,
+            cooldown_s=settings.cooldown_s,
+            url=settings.redis_url,
+        )
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def _error(self, exc: redis.RedisError) -> StoreError:
+        if isinstance(exc, redis.AuthenticationError):
+            return StoreError(f"Redis at {self._where} refused the password: fix it in REDIS_URL")
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            # "Error 111 connecting to host:6379. Connection refused." -> "Connection refused"
+            reason = str(exc).rstrip(".").split(". ")[-1] or type(exc).__name__
+            return StoreError(
+                f"Redis at {self._where} is unreachable ({reason}): start redis-server "
+                "or set REDIS_URL"
+            )
+        return StoreError(f"Redis at {self._where} refused a command ({exc}): check the server")
+
+    @staticmethod
+    def _translated(method: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return method(*args, **kwargs)
+            except redis.RedisError as exc:
+                store = args[0]
+                assert isinstance(store, Store)
+                raise store._error(exc) from None
+
+        return wrapper
+
+    @_translated
+    def ping(self) -> None:
+        self.redis.ping()
+
+    @contextmanager
+    def check_lock(self, timeout_s: float) -> Iterator[bool]:
+        """Hold the check lock while the block runs; yields False when another check holds it."""
+        lock = Lock(self.redis, self.keys.check_lock, timeout=timeout_s, blocking=False)
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                # expired or Redis gone: the timeout frees it either way
+                with suppress(redis.RedisError):
+                    lock.release()
+
+    @_translated
+    def record_success(self, snapshot: dict[str, Any], status: str, now: datetime) -> None:
+        """Store the snapshot as current, reset the failure count and add a timeline point."""
+        current = {k: _text(v) for k, v in snapshot.items()} | {"status": status}
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.current, mapping=current)
+        pipe.hset(
+            self.keys.monitoring_status,
+            mapping={
+                "last_check_at": now.isoformat(),
+                "last_success_at": now.isoformat(),
+                "consecutive_failures": 0,
+                "last_error": "",
+                "last_status": status,
+            },
+        )
+        pipe.xadd(
+            self.keys.timeline,
+            {
+                "r": _text(snapshot.get("remaining_usd")),
+                "u": _text(snapshot.get("usage_usd")),
+                "s": status,
+                "src": _text(snapshot.get("source")),
+            },
+            id=f"{_ms(now)}-*",
+            minid=_ms(now) - int(self.retention_s * 1000),
+            approximate=True,
+        )
+        try:
+            pipe.execute()
+        except redis.ResponseError as exc:
+            if "equal or smaller" not in str(exc):
+                raise
+            # a worker with a clock behind the last point: fall back to the server's time
+            self.redis.xadd(
+                self.keys.timeline,
+                {
+                    "r": current["remaining_usd"],
+                    "u": current["usage_usd"],
+                    "s": status,
+                    "src": current.get("source", ""),
+                },
+            )
+
+    @_translated
+    def record_failure(self, now: datetime, error: str, status: str | None = None) -> int:
+        """Count a failed check; returns how many failed in a row."""
+        pipe = self.redis.pipeline()
+        pipe.hset(
+            self.keys.monitoring_status,
+            mapping={"last_check_at": now.isoformat(), "last_error": error},
+        )
+        pipe.hincrby(self.keys.monitoring_status, "consecutive_failures", 1)
+        return int(pipe.execute()[1])
+
+    @_translated
+    def set_status(self, status: str) -> None:
+        """Mark the current snapshot and the monitoring status with `status`."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.current, "status", status)
+        pipe.hset(self.keys.monitoring_status, "last_status", status)
+        pipe.execute()
+
+    @_translated
+    def alert_state(self, subject: str) -> AlertState:
+        raw = self.redis.hget(self.keys.alert_state, subject)
+        return AlertState.from_json(json.loads(raw)) if raw else AlertState()
+
+    @_translated
+    def apply(self, subject: str, decide: Decide) -> list[Alert]:
+        """Run `decide` on the subject's alert state and commit its result atomically.
+
+        When another check commits first, the transaction is retried on the fresh state,
+        so a transition and its alerts are committed exactly once.
+        """
+
+        def attempt(pipe: Any) -> list[Alert]:
+            raw = pipe.hget(self.keys.alert_state, subject)
+            state = AlertState.from_json(json.loads(raw)) if raw else AlertState()
+            new_state, alerts = decide(state)
+            pipe.multi()
+            if new_state != state:
+                pipe.hset(self.keys.alert_state, subject, json.dumps(new_state.to_json()))
+            for alert in alerts:
+                self._queue_record(pipe, alert)
+                if alert.type is not AlertType.RESOLVED:
+                    pipe.set(
+                        self.keys.alert_last(alert.type.value),
+                        alert.id,
+                        ex=max(1, int(self.cooldown_s)),
+                    )
+            return alerts
+
+        result: list[Alert] = self.redis.transaction(
+            attempt, self.keys.alert_state, value_from_callable=True
+        )
+        return result
+
+    def _queue_record(self, pipe: Any, alert: Alert) -> None:
+        key = self.keys.alert(alert.id)
+        record = {k: _text(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
+        pipe.hset(key, mapping=record)
+        pipe.expire(key, int(self.retention_s))
+        pipe.lpush(self.keys.alerts_list, alert.id)
+        pipe.ltrim(self.keys.alerts_list, 0, ALERTS_LIST_CAP - 1)
+
+    @_translated
+    def deliver(self, alert: dict[str, Any], now: datetime) -> bool:
+        """Store (if new) and publish an alert once; False when it was already delivered."""
+        alert_id = str(alert["id"])
+        key = self.keys.alert(alert_id)
+        sending = self.keys.alert_sending(alert_id)
+        if not self.redis.set(sending, "1", nx=True, ex=SENDING_TTL_S):
+            return False  # another worker is delivering it right now
+        try:
+            if self.redis.hget(key, "delivered_at"):
+                return False
+            pipe = self.redis.pipeline()
+            if not self.redis.exists(key):
+                record = {k: _text(v) for k, v in alert.items()} | {"delivered_at": ""}
+                pipe.hset(key, mapping=record)
+                pipe.expire(key, int(self.retention_s))
+                pipe.lpush(self.keys.alerts_list, alert_id)
+                pipe.ltrim(self.keys.alerts_list, 0, ALERTS_LIST_CAP - 1)
+            pipe.publish(self.keys.channel, json.dumps(alert))
+            pipe.hset(key, "delivered_at", now.isoformat())
+            pipe.execute()
+            return True
+        finally:
+            self.redis.delete(sending)
+
+    @_translated
+    def history(self, start: datetime, end: datetime) -> list[Point]:
+        """Timeline points between `start` and `end`, oldest first, in one round trip."""
+        entries = self.redis.xrange(self.keys.timeline, min=_ms(start), max=_ms(end))
+        return [
+            Point(
+                timestamp=datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC),
+                remaining_usd=_float(fields.get("r")),
+                usage_usd=_float(fields.get("u")),
+                status=fields.get("s", ""),
+                source=fields.get("src", ""),
+            )
+            for entry_id, fields in entries
+        ]
+
+    @_translated
+    def current(self) -> dict[str, str]:
+        return dict(self.redis.hgetall(self.keys.current))
+
+    @_translated
+    def monitoring_status(self) -> dict[str, str]:
+        return dict(self.redis.hgetall(self.keys.monitoring_status))
+
+    @_translated
+    def recent_alerts(self, count: int = 10) -> list[dict[str, str]]:
+        """The newest alert records, newest first, in two round trips."""
+        ids = self.redis.lrange(self.keys.alerts_list, 0, count - 1)
+        pipe = self.redis.pipeline()
+        for alert_id in ids:
+            pipe.hgetall(self.keys.alert(alert_id))
+        return [dict(record) for record in pipe.execute() if record]

@@ -1,0 +1,231 @@
+"""Shared fixtures: a real redis-server on a free port, the simulator over HTTP, a real worker.
+
+Data lives in Redis db 0 and is flushed before each test; the Celery broker and results live
+in db 1, so a flush never pulls the queues from under a running worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from credit_tasks.settings import Settings, get_settings
+from credit_tasks.simulator import Simulator
+from credit_tasks.store import Store
+
+API_KEY = "sk-or-v1-test-ordinary-0123456789abcdef0123456789abcdef"
+MANAGEMENT_KEY = "sk-or-v1-test-management-fedcba9876543210fedcba9876543210"
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout_s: float = 10.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy, or fail the test."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for the session; yields its base URL (no db)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.exit("redis-server is not installed: run `make test` (it installs it)", 2)
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    wait_for(lambda: _pings(client), what="redis-server to start")
+    client.close()
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[Simulator]:
+    with Simulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(sim_server: Simulator) -> Simulator:
+    """The simulator, reset, with an ordinary key (no cap) and a management key."""
+    sim_server.reset()
+    sim_server.set_account(total_credits=100.0, total_usage=0.0)
+    sim_server.add_key(API_KEY, name="App")
+    sim_server.add_key(MANAGEMENT_KEY, name="Management", management=True)
+    return sim_server
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """URL of the flushed data db."""
+    client = redis.Redis.from_url(f"{redis_server}/0")
+    client.flushdb()
+    client.close()
+    return f"{redis_server}/0"
+
+
+@pytest.fixture
+def rdb(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def make_settings(sim: Simulator, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "openrouter_api_key": API_KEY,
+        "openrouter_management_key": MANAGEMENT_KEY,
+        "openrouter_base_url": sim.base_url,
+        "redis_url": redis_url,
+        "credit_retry_attempts": 3,
+        "credit_retry_budget_s": 3.0,
+        "credit_http_timeout_s": 2.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(sim: Simulator, redis_url: str) -> Settings:
+    return make_settings(sim, redis_url)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    s = Store.from_settings(settings)
+    yield s
+    s.close()
+
+
+def service_env(sim: Simulator, redis_server: str, **extra: str) -> dict[str, str]:
+    """Environment for a CLI or worker subprocess pointed at the test services."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_"))
+    }
+    env.update(
+        OPENROUTER_API_KEY=API_KEY,
+        OPENROUTER_MANAGEMENT_KEY=MANAGEMENT_KEY,
+        OPENROUTER_BASE_URL=sim.base_url,
+        REDIS_URL=f"{redis_server}/0",
+        CELERY_BROKER_URL=f"{redis_server}/1",
+        CELERY_RESULT_BACKEND=f"{redis_server}/1",
+        CREDIT_RETRY_ATTEMPTS="3",
+        CREDIT_RETRY_BUDGET_S="3",
+        CREDIT_HTTP_TIMEOUT_S="2",
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    env: dict[str, str], *args: str, cwd: Path, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "credit-monitor"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(
+    sim_server: Simulator, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A real prefork Celery worker (subprocess) and this process's app, both on the test broker."""
+    env = service_env(sim_server, redis_server)
+    os.environ.update(
+        {
+            k: v
+            for k, v in env.items()
+            if k.startswith(("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_"))
+        }
+    )
+    get_settings.cache_clear()
+    from credit_tasks import app
+
+    app.conf.update(
+        broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
+    )
+    logdir = tmp_path_factory.mktemp("worker")
+    log = (logdir / "worker.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "credit_tasks",
+            "worker",
+            "--loglevel=INFO",
+            "--pool=prefork",
+            "--concurrency=4",
+            "--hostname=test@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=logdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(
+        lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
+        timeout_s=30,
+        what="the worker to answer a ping",
+    )
+    assert proc.poll() is None, (logdir / "worker.log").read_text()
+    app.log_path = logdir / "worker.log"  # type: ignore[attr-defined]
+    yield app
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()

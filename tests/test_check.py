@@ -1,0 +1,235 @@
+"""run_check end to end: the simulator over HTTP, a real Redis, no worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+
+from credit_tasks import notify
+from credit_tasks.check import run_check
+from credit_tasks.client import OpenRouterClient
+from credit_tasks.rules import Status
+from credit_tasks.settings import Settings
+from credit_tasks.simulator import Simulator
+from credit_tasks.store import Store
+
+from .conftest import API_KEY, make_settings
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[OpenRouterClient]:
+    with OpenRouterClient(settings) as c:
+        yield c
+
+
+def check(settings: Settings, store: Store, now: datetime) -> Any:
+    with OpenRouterClient(settings) as c:
+        result = run_check(settings, c, store, now)
+    for alert in result.alerts:
+        notify.deliver(store, alert.as_dict(), now)
+    return result
+
+
+def balance(sim: Simulator, usd: float) -> None:
+    sim.set_account(total_credits=usd + 1.0, total_usage=1.0)  # never the all-zero answer
+
+
+@pytest.mark.parametrize(
+    ("balance_usd", "status"),
+    [(50.0, Status.OK), (9.99, Status.WARNING), (4.0, Status.CRITICAL), (0.0, Status.CRITICAL)],
+)
+def test_a_check_classifies_the_account_balance(
+    sim: Simulator, settings: Settings, store: Store, balance_usd: float, status: Status
+) -> None:
+    balance(sim, balance_usd)
+    result = check(settings, store, T0)
+    assert result.status is status
+    assert result.snapshot.remaining_usd == pytest.approx(balance_usd)
+    assert result.snapshot.source == "account"
+    current = store.current()
+    assert current["status"] == status.value
+    assert float(current["remaining_usd"]) == pytest.approx(balance_usd)
+    assert current["checked_at"].startswith("2026-11-26T12:00")
+
+
+def test_the_key_limit_wins_when_it_is_smaller_than_the_account(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    sim.update_key(API_KEY, limit=8.0, usage=1.0)
+    result = check(settings, store, T0)
+    assert result.snapshot.remaining_usd == pytest.approx(7.0)
+    assert result.snapshot.source == "key_limit"
+    assert result.status is Status.WARNING
+
+
+def test_without_a_management_key_the_balance_is_unknown_but_usage_is_recorded(
+    sim: Simulator, redis_url: str, store: Store
+) -> None:
+    sim.update_key(API_KEY, usage=3.25)
+    settings = make_settings(sim, redis_url, openrouter_management_key=None)
+    result = check(settings, store, T0)
+    assert result.status is Status.UNKNOWN
+    assert result.exit_code == 3
+    assert result.alerts == []
+    assert "OPENROUTER_MANAGEMENT_KEY" in (result.note or "")
+    assert store.current()["usage_usd"] == "3.25"
+    assert store.monitoring_status()["consecutive_failures"] == "0"
+
+
+def test_the_initial_balance_setting_gives_a_figure_when_no_source_can(
+    sim: Simulator, redis_url: str, store: Store
+) -> None:
+    sim.update_key(API_KEY, usage=92.0)
+    settings = make_settings(
+        sim, redis_url, openrouter_management_key=None, credit_initial_balance=100.0
+    )
+    result = check(settings, store, T0)
+    assert result.snapshot.source == "initial_balance"
+    assert result.snapshot.remaining_usd == pytest.approx(8.0)
+    assert result.status is Status.WARNING
+
+
+def test_a_402_means_the_money_is_gone(sim: Simulator, settings: Settings, store: Store) -> None:
+    sim.inject("status", status=402, path="/key")
+    result = check(settings, store, T0)
+    assert result.status is Status.CRITICAL
+    assert result.snapshot.remaining_usd == 0.0
+    assert [a.type.value for a in result.alerts] == ["critical"]
+
+
+def test_every_completed_check_is_one_history_point(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    for minute, usd in enumerate([30.0, 20.0, 25.0, 12.0]):
+        balance(sim, usd)
+        check(settings, store, T0 + timedelta(minutes=minute))
+    points = store.history(T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    assert [p.remaining_usd for p in points] == [30.0, 20.0, 25.0, 12.0]
+    assert [p.timestamp for p in points] == [T0 + timedelta(minutes=m) for m in range(4)]
+
+
+def test_crossing_down_and_back_up_alerts_once_each_way_on_the_channel(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    pubsub = rdb.pubsub()
+    pubsub.subscribe("openrouter-alerts")
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    script = [50.0, 9.0, 8.0, 4.0, 3.0, 5.2, 12.0, 12.0]
+    for minute, usd in enumerate(script):
+        balance(sim, usd)
+        check(settings, store, T0 + timedelta(minutes=minute))
+    messages = []
+    while (msg := pubsub.get_message(timeout=0.5)) is not None:
+        messages.append(json.loads(msg["data"]))
+    pubsub.close()
+    assert [(m["type"], m["resolves"]) for m in messages] == [
+        ("warning", None),
+        ("critical", None),
+        ("resolved", "critical"),
+    ]
+    first = messages[0]
+    assert first["subject"] == "account"
+    assert first["remaining_usd"] == 9.0
+    assert first["threshold_usd"] == 10.0
+    assert "$9.00" in first["message"]
+    assert first["timestamp"].startswith("2026-11-26T12:01")
+    stored = store.recent_alerts(10)
+    assert [a["type"] for a in stored] == ["resolved", "critical", "warning"]
+    assert all(a["delivered_at"] for a in stored)
+
+
+def test_a_warning_repeats_only_after_the_cooldown(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 8.0)
+    sent = []
+    for minutes in (0, 10, 59, 61, 90, 125):
+        sent += [
+            a.type.value for a in check(settings, store, T0 + timedelta(minutes=minutes)).alerts
+        ]
+    assert sent == ["warning", "warning", "warning"]  # at 0, 61 and 125 minutes
+
+
+def test_failures_turn_unknown_after_the_configured_count_and_resolve_once(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 50.0)
+    check(settings, store, T0)
+    sim.inject("status", status=503, times=100)
+    kinds = []
+    for minute in range(1, 5):
+        result = check(settings, store, T0 + timedelta(minutes=minute))
+        assert result.status is Status.UNKNOWN
+        assert "503" in (result.error or "")
+        kinds += [a.type.value for a in result.alerts]
+    assert kinds == ["unknown"]  # the third failure, then the cooldown holds
+    assert store.monitoring_status()["consecutive_failures"] == "4"
+    assert store.current()["status"] == "unknown"
+    sim.clear_faults()
+    result = check(settings, store, T0 + timedelta(minutes=6))
+    assert result.status is Status.OK
+    assert [(a.type.value, a.resolves) for a in result.alerts] == [("resolved", "unknown")]
+    assert store.monitoring_status()["consecutive_failures"] == "0"
+
+
+def test_a_rejected_key_is_unknown_at_once(sim: Simulator, redis_url: str, store: Store) -> None:
+    settings = make_settings(sim, redis_url, openrouter_api_key="sk-or-v1-not-a-real-key")
+    result = check(settings, store, T0)
+    assert result.status is Status.UNKNOWN
+    assert [a.type.value for a in result.alerts] == ["unknown"]
+    assert "OPENROUTER_API_KEY" in (result.error or "")
+    assert sim.requests().get("/key") == 1  # a rejected key is not retried
+
+
+def test_concurrent_checks_give_one_notification(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    balance(sim, 3.0)
+    sim.inject("delay", delay_s=0.3, times=1)  # the first check holds the lock a while
+    results: list[Any] = []
+
+    def one() -> None:
+        results.append(check(settings, store, datetime.now(UTC)))
+
+    threads = [threading.Thread(target=one) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    alerts = [a for r in results for a in r.alerts]
+    assert [a.type.value for a in alerts] == ["critical"]
+    assert sum(r.skipped for r in results) >= 1
+    assert rdb.llen("openrouter:alerts:list") == 1
+
+
+def test_no_secret_reaches_redis(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    balance(sim, 3.0)
+    check(settings, store, T0)
+    sim.inject("status", status=401, times=1)
+    check(settings, store, T0 + timedelta(minutes=1))
+    dump = []
+    for key in rdb.scan_iter("*"):
+        kind = rdb.type(key)
+        value: Any = {
+            "hash": rdb.hgetall,
+            "string": rdb.get,
+            "list": lambda k: rdb.lrange(k, 0, -1),
+            "stream": lambda k: rdb.xrange(k),
+        }[kind](key)
+        dump.append(f"{key} {value}")
+    text = "\n".join(dump)
+    assert "openrouter:credits:current" in text
+    for secret in (settings.openrouter_api_key, settings.openrouter_management_key):
+        assert secret is not None
+        assert secret.get_secret_value() not in text
+        assert secret.get_secret_value()[-12:] not in text

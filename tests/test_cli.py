@@ -1,0 +1,196 @@
+"""`credit-monitor` as a cron job or a person runs it: a subprocess, real Redis, the simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from credit_tasks.cli import sparkline
+from credit_tasks.simulator import Simulator
+
+from .conftest import API_KEY, MANAGEMENT_KEY, run_cli, service_env
+
+
+def balance(sim: Simulator, usd: float) -> None:
+    sim.set_account(total_credits=usd + 1.0, total_usage=1.0)
+
+
+@pytest.fixture
+def env(sim: Simulator, redis_server: str, redis_url: str) -> dict[str, str]:
+    return service_env(sim, redis_server)
+
+
+@pytest.mark.parametrize(
+    ("balance_usd", "code", "line"),
+    [
+        (50.0, 0, "CREDITS OK - $50.00 left (account) | remaining=50.00;10;5;0"),
+        (8.0, 1, "CREDITS WARNING - $8.00 left (account) | remaining=8.00;10;5;0"),
+        (3.0, 2, "CREDITS CRITICAL - $3.00 left (account) | remaining=3.00;10;5;0"),
+    ],
+)
+def test_check_prints_a_nagios_line_and_exits_with_the_status_code(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, balance_usd: float, code: int, line: str
+) -> None:
+    balance(sim, balance_usd)
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == code, done.stderr
+    assert done.stdout.splitlines()[0].startswith(line)
+    assert done.stderr == ""
+
+
+def test_check_is_the_default_command(sim: Simulator, env: dict[str, str], tmp_path: Path) -> None:
+    balance(sim, 50.0)
+    done = run_cli(env, cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.startswith("CREDITS OK")
+
+
+def test_check_delivers_due_alerts_in_process_without_a_worker(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, rdb: redis.Redis
+) -> None:
+    balance(sim, 8.0)
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert "alert warning: OpenRouter credits are low: $8.00 left" in done.stdout
+    [alert_id] = rdb.lrange("openrouter:alerts:list", 0, -1)
+    assert rdb.hget(f"openrouter:alerts:{alert_id}", "delivered_at")
+    again = run_cli(env, "check", cwd=tmp_path)
+    assert "alert" not in again.stdout  # within the cooldown
+    assert rdb.llen("openrouter:alerts:list") == 1
+
+
+def test_check_json_has_the_documented_fields(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 8.0)
+    done = run_cli(env, "check", "--json", cwd=tmp_path)
+    data = json.loads(done.stdout)
+    assert data["status"] == "warning"
+    assert data["remaining_usd"] == 8.0
+    assert data["usage_usd"] == 0.0
+    assert data["source"] == "account"
+    assert data["checked_at"].endswith("+00:00")
+    assert done.returncode == 1
+
+
+def test_an_unknown_balance_exits_3_and_names_the_setting_that_would_reveal_it(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    del env["OPENROUTER_MANAGEMENT_KEY"]
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    assert "OPENROUTER_MANAGEMENT_KEY" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"OPENROUTER_API_KEY": ""}, "OPENROUTER_API_KEY is not set"),
+        ({"CREDIT_WARNING_THRESHOLD": "ten"}, "CREDIT_WARNING_THRESHOLD='ten' is invalid"),
+        ({"CREDIT_CRITICAL_THRESHOLD": "12"}, "CREDIT_CRITICAL_THRESHOLD must be below"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "unreachable"),
+        ({"OPENROUTER_API_KEY": "sk-or-v1-wrong"}, "rejected OPENROUTER_API_KEY"),
+        ({"OPENROUTER_BASE_URL": "http://127.0.0.1:1/api/v1"}, "OpenRouter unavailable"),
+    ],
+)
+def test_expected_failures_end_in_one_line_on_stderr_and_exit_3(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, change: dict[str, str], expected: str
+) -> None:
+    env.update(change)
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_malformed_answer_is_reported_not_crashed_on(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    sim.inject(
+        "body",
+        path="/key",
+        body="<html><body>502 Bad Gateway</body></html>",
+        content_type="text/html",
+    )
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_history_prints_a_table_with_a_sparkline_and_json(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    for usd in (40.0, 30.0, 20.0):
+        balance(sim, usd)
+        run_cli(env, "check", cwd=tmp_path)
+    table = run_cli(env, "history", cwd=tmp_path)
+    assert table.returncode == 0
+    assert "3 checks" in table.stdout
+    assert "█" in table.stdout and "▁" in table.stdout
+    assert "$20.00" in table.stdout
+    data = json.loads(run_cli(env, "history", "2", "--json", cwd=tmp_path).stdout)
+    assert data["hours"] == 2
+    assert [p["remaining_usd"] for p in data["points"]] == [40.0, 30.0, 20.0]
+    assert set(data["points"][0]) >= {"timestamp", "remaining_usd", "usage_usd"}
+    assert data["summary"]["spend_usd"] == pytest.approx(20.0)
+
+
+def test_history_refuses_a_bad_hours_argument(env: dict[str, str], tmp_path: Path) -> None:
+    done = run_cli(env, "history", "-5", cwd=tmp_path)
+    assert done.returncode == 3
+    assert "HOURS must be a number > 0" in done.stderr
+
+
+def test_status_shows_the_snapshot_monitoring_and_alerts(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 4.0)
+    run_cli(env, "check", cwd=tmp_path)
+    done = run_cli(env, "status", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "CRITICAL" in done.stdout
+    assert "$4.00" in done.stdout
+    assert "critical" in done.stdout  # the recent alert
+    data = json.loads(run_cli(env, "status", "--json", cwd=tmp_path).stdout)
+    assert data["current"]["status"] == "critical"
+    assert data["monitoring"]["consecutive_failures"] == "0"
+
+
+def test_no_secret_appears_in_any_output(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 3.0)
+    outputs = [
+        run_cli(env, *args, cwd=tmp_path)
+        for args in (["check"], ["check", "--json"], ["status"], ["status", "--json"], ["history"])
+    ]
+    env["OPENROUTER_API_KEY"] = API_KEY + "x"
+    outputs.append(run_cli(env, "check", cwd=tmp_path))
+    text = "".join(o.stdout + o.stderr for o in outputs)
+    assert API_KEY not in text and MANAGEMENT_KEY not in text
+
+
+def test_python_dash_m_is_the_same_command(env: dict[str, str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "credit_tasks", "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    assert "check" in done.stdout and "history" in done.stdout
+
+
+def test_a_sparkline_spans_the_lowest_to_the_highest_block() -> None:
+    assert sparkline([1.0, 5.0, 9.0]) == "▁▄█"
+    assert sparkline([]) == ""

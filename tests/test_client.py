@@ -1,0 +1,501 @@
+"""Unit tests of the OpenRouter client against httpx.MockTransport: no network, no waiting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from credit_tasks.client import SOURCES, OpenRouterClient, Snapshot
+from credit_tasks.errors import (
+    ApiUnavailable,
+    ConfigError,
+    FetchError,
+    KeyRejected,
+    MalformedAnswer,
+)
+from credit_tasks.settings import Settings
+
+API_KEY = "sk-or-v1-test-api-0123456789abcdef"
+MANAGEMENT_KEY = "sk-or-v1-test-management-fedcba9876543210"
+BASE_URL = "https://openrouter.test/api/v1"
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+# verbatim shapes from docs/openrouter-api.md
+KEY_CAPPED = {
+    "data": {
+        "byok_usage": 17.38,
+        "include_byok_in_limit": False,
+        "is_free_tier": False,
+        "is_management_key": False,
+        "label": "sk-or-v1-au7...890",
+        "limit": 100,
+        "limit_remaining": 74.5,
+        "limit_reset": "monthly",
+        "usage": 25.5,
+        "usage_daily": 25.5,
+        "rate_limit": {"interval": "1h", "note": "deprecated", "requests": 1000},
+    }
+}
+KEY_OLD = {
+    "data": {
+        "label": "sk-or-v1-0fa...240",
+        "limit": None,
+        "usage": 0.65017511,
+        "limit_remaining": None,
+        "is_free_tier": False,
+        "rate_limit": {"requests": 40, "interval": "10s"},
+    }
+}
+CREDITS = {"data": {"total_credits": 100.5, "total_usage": 25.75}}
+CREDITS_ZERO = {"data": {"total_credits": 0, "total_usage": 0}}
+
+Reply = httpx.Response | Exception
+
+
+def ok(body: object) -> httpx.Response:
+    return httpx.Response(200, json=body)
+
+
+def error(
+    status: int, message: str, http_status: int | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    body = {"error": {"code": status, "message": message}}
+    return httpx.Response(http_status or status, json=body, headers=headers)
+
+
+def key_with(**fields: object) -> dict[str, object]:
+    return {"data": {**KEY_OLD["data"], **fields}}
+
+
+class FakeOpenRouter:
+    """Answers each path from a queue of replies (the last one repeats) and records requests."""
+
+    def __init__(self, **routes: Reply | list[Reply]) -> None:
+        self.routes = {
+            path.replace("_", "/"): r if isinstance(r, list) else [r] for path, r in routes.items()
+        }
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path.removeprefix("/api/v1/")
+        replies = self.routes.get(path) or [error(404, "Not Found")]
+        reply = replies.pop(0) if len(replies) > 1 else replies[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.url.path.removeprefix("/api/v1/") for r in self.requests]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "openrouter_api_key": API_KEY,
+        "openrouter_base_url": BASE_URL,
+        "credit_retry_attempts": 4,
+        "credit_retry_budget_s": 30,
+    }
+    return Settings(_env_file=None, **{**values, **overrides})  # type: ignore[call-arg]
+
+
+def make_client(
+    fake: FakeOpenRouter, sleeps: list[float] | None = None, **overrides: Any
+) -> OpenRouterClient:
+    http = httpx.Client(transport=httpx.MockTransport(fake), base_url=BASE_URL)
+    sleep: Callable[[float], None] = (sleeps if sleeps is not None else []).append
+    return OpenRouterClient(make_settings(**overrides), http, sleep=sleep)
+
+
+def fetch(fake: FakeOpenRouter, sleeps: list[float] | None = None, **overrides: Any) -> Snapshot:
+    return make_client(fake, sleeps, **overrides).fetch_snapshot(NOW)
+
+
+def test_a_capped_key_alone_reports_what_is_left_of_its_limit() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(KEY_CAPPED)))
+    assert snap == Snapshot(
+        checked_at=NOW,
+        remaining_usd=74.5,
+        usage_usd=25.5,
+        source="key_limit",
+        limit_usd=100.0,
+        limit_remaining_usd=74.5,
+        account_balance_usd=None,
+        key_label="sk-or-v1-au7...890",
+        is_free_tier=False,
+    )
+    assert snap.source in SOURCES
+
+
+@pytest.mark.parametrize(
+    ("key", "credits", "remaining", "source"),
+    [
+        (KEY_CAPPED, CREDITS, 74.5, "key_limit"),
+        (KEY_CAPPED, {"data": {"total_credits": 30, "total_usage": 20}}, 10.0, "account"),
+        (KEY_OLD, CREDITS, 74.75, "account"),
+        (KEY_CAPPED, {"data": {"total_credits": 10, "total_usage": 12}}, 0.0, "account"),
+    ],
+)
+def test_the_spendable_balance_is_the_smaller_of_key_limit_and_account(
+    key: object, credits: object, remaining: float, source: str
+) -> None:
+    fake = FakeOpenRouter(key=ok(key), credits=ok(credits))
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    assert (snap.remaining_usd, snap.source) == (remaining, source)
+    assert fake.paths == ["key", "credits"]
+
+
+def test_the_account_balance_is_recorded_even_when_the_key_limit_is_smaller() -> None:
+    snap = fetch(
+        FakeOpenRouter(key=ok(KEY_CAPPED), credits=ok(CREDITS)),
+        openrouter_management_key=MANAGEMENT_KEY,
+    )
+    assert snap.account_balance_usd == 74.75
+
+
+def test_an_all_zero_credits_answer_means_unknown_not_zero() -> None:
+    snap = fetch(
+        FakeOpenRouter(key=ok(KEY_OLD), credits=ok(CREDITS_ZERO)),
+        openrouter_management_key=MANAGEMENT_KEY,
+    )
+    assert (snap.remaining_usd, snap.source, snap.account_balance_usd) == (None, "none", None)
+    assert snap.usage_usd == 0.65017511
+
+
+def test_an_all_zero_credits_answer_does_not_hide_the_key_limit() -> None:
+    snap = fetch(
+        FakeOpenRouter(key=ok(KEY_CAPPED), credits=ok(CREDITS_ZERO)),
+        openrouter_management_key=MANAGEMENT_KEY,
+    )
+    assert (snap.remaining_usd, snap.source) == (74.5, "key_limit")
+
+
+@pytest.mark.parametrize(
+    ("initial", "usage", "remaining"),
+    [
+        (10.0, 0.65, 9.35),
+        (0.5, 0.65, 0.0),
+        (0.0, 0.0, 0.0),
+    ],
+)
+def test_without_limit_or_account_the_initial_balance_minus_usage_is_used(
+    initial: float, usage: float, remaining: float
+) -> None:
+    snap = fetch(FakeOpenRouter(key=ok(key_with(usage=usage))), credit_initial_balance=initial)
+    assert snap.source == "initial_balance"
+    assert snap.remaining_usd == pytest.approx(remaining)
+
+
+def test_the_initial_balance_is_ignored_when_a_real_figure_is_known() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(KEY_CAPPED)), credit_initial_balance=1000.0)
+    assert (snap.remaining_usd, snap.source) == (74.5, "key_limit")
+
+
+def test_without_any_source_the_balance_is_unknown_but_usage_is_kept() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(KEY_OLD)))
+    assert (snap.remaining_usd, snap.source, snap.usage_usd) == (None, "none", 0.65017511)
+
+
+@pytest.mark.parametrize(("limit", "usage", "remaining"), [(100, 25.5, 74.5), (10, 12, 0.0)])
+def test_a_missing_limit_remaining_is_derived_from_limit_and_usage(
+    limit: float, usage: float, remaining: float
+) -> None:
+    body = {"data": {"label": "x", "limit": limit, "usage": usage, "is_free_tier": True}}
+    snap = fetch(FakeOpenRouter(key=ok(body)))
+    assert (snap.remaining_usd, snap.limit_remaining_usd, snap.source) == (
+        remaining,
+        remaining,
+        "key_limit",
+    )
+
+
+def test_a_404_on_key_falls_back_to_auth_key_and_remembers_it() -> None:
+    fake = FakeOpenRouter(key=error(404, "Not Found"), auth_key=ok(KEY_CAPPED))
+    client = make_client(fake)
+    assert client.fetch_snapshot(NOW).remaining_usd == 74.5
+    assert client.fetch_snapshot(NOW).remaining_usd == 74.5
+    assert fake.paths == ["key", "auth/key", "auth/key"]
+
+
+def test_a_404_on_both_key_paths_names_the_base_url_setting() -> None:
+    fake = FakeOpenRouter()
+    with pytest.raises(FetchError, match="OPENROUTER_BASE_URL") as info:
+        fetch(fake)
+    assert type(info.value) is FetchError
+    assert fake.paths == ["key", "auth/key"]
+
+
+def test_a_402_on_key_means_the_money_is_gone() -> None:
+    snap = fetch(FakeOpenRouter(key=error(402, "Insufficient credits")))
+    assert (snap.remaining_usd, snap.source, snap.usage_usd) == (0.0, "payment_required", None)
+
+
+def test_a_402_on_credits_keeps_what_the_key_said() -> None:
+    fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=error(402, "Insufficient credits"))
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    assert (snap.remaining_usd, snap.source, snap.usage_usd) == (0.0, "payment_required", 25.5)
+    assert snap.limit_usd == 100.0
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "setting", "fix"),
+    [
+        ("key", 401, "OPENROUTER_API_KEY", "https://openrouter.ai/settings/keys"),
+        ("key", 403, "OPENROUTER_API_KEY", "https://openrouter.ai/settings/keys"),
+        ("credits", 401, "OPENROUTER_MANAGEMENT_KEY", "settings/management-keys"),
+        ("credits", 403, "OPENROUTER_MANAGEMENT_KEY is not a management key", "or unset it"),
+    ],
+)
+def test_a_rejected_key_is_reported_at_once_with_the_setting_and_the_fix(
+    route: str, status: int, setting: str, fix: str
+) -> None:
+    routes: dict[str, Reply] = {"key": ok(KEY_CAPPED), "credits": ok(CREDITS)}
+    fake = FakeOpenRouter(**{**routes, route: error(status, "User not found.")})
+    sleeps: list[float] = []
+    with pytest.raises(KeyRejected) as info:
+        fetch(fake, sleeps, openrouter_management_key=MANAGEMENT_KEY)
+    message = str(info.value)
+    assert setting in message and fix in message and f"{status} User not found." in message
+    assert "\n" not in message
+    assert fake.paths.count(route) == 1 and sleeps == []
+
+
+def test_a_400_is_a_bad_setting_and_is_not_retried() -> None:
+    fake = FakeOpenRouter(key=error(400, "Bad Request"))
+    with pytest.raises(FetchError, match=r"400 Bad Request.*OPENROUTER_BASE_URL") as info:
+        fetch(fake)
+    assert type(info.value) is FetchError
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    ("retry_after", "wait_s"),
+    [
+        ("2.5", 2.5),
+        ("0", 0.0),
+        (format_datetime(NOW + timedelta(seconds=3), usegmt=True), 3.0),
+    ],
+)
+def test_retry_after_is_honoured_as_the_wait(status: int, retry_after: str, wait_s: float) -> None:
+    busy = error(status, "slow down", headers={"Retry-After": retry_after})
+    fake = FakeOpenRouter(key=[busy, ok(KEY_CAPPED)])
+    sleeps: list[float] = []
+    assert fetch(fake, sleeps).remaining_usd == 74.5
+    assert sleeps == [wait_s]
+
+
+def test_a_retry_after_beyond_the_budget_gives_up_at_once() -> None:
+    busy = error(429, "Rate limit exceeded", headers={"Retry-After": "120"})
+    fake = FakeOpenRouter(key=busy)
+    sleeps: list[float] = []
+    with pytest.raises(ApiUnavailable, match=r"after 1 attempt over .*429.*30 s retry budget"):
+        fetch(fake, sleeps, credit_retry_budget_s=30)
+    assert (len(fake.requests), sleeps) == (1, [])
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+def test_a_transient_status_is_retried_after_a_short_backoff(status: int) -> None:
+    fake = FakeOpenRouter(key=[httpx.Response(status, text="<html>oops</html>"), ok(KEY_CAPPED)])
+    sleeps: list[float] = []
+    assert fetch(fake, sleeps).remaining_usd == 74.5
+    assert len(fake.requests) == 2
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0
+
+
+def test_when_attempts_run_out_the_api_is_unavailable() -> None:
+    fake = FakeOpenRouter(key=httpx.Response(503))
+    sleeps: list[float] = []
+    with pytest.raises(ApiUnavailable) as info:
+        fetch(fake, sleeps, credit_retry_attempts=3)
+    assert len(fake.requests) == 3 and len(sleeps) == 2
+    assert sleeps[1] > sleeps[0]
+    assert str(info.value).startswith("OpenRouter unavailable after 3 attempts over ")
+    assert "(last: 503 Service Unavailable): will retry at the next check" in str(info.value)
+
+
+def test_the_time_budget_bounds_the_retries_too() -> None:
+    fake = FakeOpenRouter(key=httpx.Response(500))
+    sleeps: list[float] = []
+    with pytest.raises(ApiUnavailable, match="after 2 attempts"):
+        fetch(fake, sleeps, credit_retry_attempts=10, credit_retry_budget_s=1.0)
+    assert len(fake.requests) == 2 and sum(sleeps) <= 1.0
+
+
+TRANSPORT_ERRORS = [
+    httpx.ConnectError("refused"),
+    httpx.ReadTimeout("slow"),
+    httpx.RemoteProtocolError("reset"),
+    httpx.ReadError("reset by peer"),
+]
+
+
+@pytest.mark.parametrize("exc", TRANSPORT_ERRORS, ids=lambda e: type(e).__name__)
+def test_a_transport_error_is_retried(exc: Exception) -> None:
+    fake = FakeOpenRouter(key=[exc, ok(KEY_CAPPED)])
+    assert fetch(fake).remaining_usd == 74.5
+    assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("exc", TRANSPORT_ERRORS, ids=lambda e: type(e).__name__)
+def test_a_lasting_transport_error_becomes_api_unavailable(exc: Exception) -> None:
+    fake = FakeOpenRouter(key=exc)
+    with pytest.raises(ApiUnavailable, match=f"last: {type(exc).__name__}") as info:
+        fetch(fake)
+    assert len(fake.requests) == 4
+    assert info.value.__cause__ is exc
+
+
+MALFORMED_KEY_BODIES = {
+    "html": "<html><body>502 Bad Gateway</body></html>",
+    "empty": "",
+    "truncated": '{"data": {"label": "x", "limit": null, "usage": 0.6',
+    "a list": "[1, 2]",
+    "a string": '"ok"',
+    "no data": '{"result": {}}',
+    "data null": '{"data": null}',
+    "data a list": '{"data": []}',
+    "usage missing": '{"data": {"limit": null}}',
+    "usage a string": '{"data": {"limit": null, "usage": "0.65"}}',
+    "usage a bool": '{"data": {"limit": null, "usage": true}}',
+    "limit missing": '{"data": {"usage": 1}}',
+    "limit a string": '{"data": {"limit": "100", "usage": 1}}',
+    "limit_remaining a string": '{"data": {"limit": 100, "usage": 1, "limit_remaining": "9"}}',
+    "label a number": '{"data": {"limit": null, "usage": 1, "label": 5}}',
+    "is_free_tier a string": '{"data": {"limit": null, "usage": 1, "is_free_tier": "no"}}',
+    "NaN": '{"data": {"limit": null, "usage": NaN}}',
+    "Infinity": '{"data": {"limit": Infinity, "usage": 1}}',
+    "-Infinity": '{"data": {"limit": null, "usage": -Infinity}}',
+    "overflow": '{"data": {"limit": null, "usage": 1e400}}',
+    "negative usage": '{"data": {"limit": null, "usage": -0.01}}',
+    "negative limit_remaining": '{"data": {"limit": 5, "usage": 1, "limit_remaining": -1}}',
+    "absurd limit": '{"data": {"limit": 2e9, "usage": 1}}',
+    "error without code": '{"error": {"message": "boom"}}',
+    "error coded 200": '{"error": {"code": 200, "message": "fine"}}',
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_KEY_BODIES.values(), ids=MALFORMED_KEY_BODIES.keys())
+def test_a_malformed_key_answer_is_refused_without_retry(body: str) -> None:
+    fake = FakeOpenRouter(key=httpx.Response(200, text=body))
+    with pytest.raises(MalformedAnswer, match=r"^OpenRouter answered /key with .+") as info:
+        fetch(fake)
+    assert "\n" not in str(info.value) and "_KeyData" not in str(info.value)
+    assert len(fake.requests) == 1
+
+
+MALFORMED_CREDITS_BODIES = {
+    "total_credits a string": '{"data": {"total_credits": "100", "total_usage": 1}}',
+    "total_usage missing": '{"data": {"total_credits": 100}}',
+    "negative total_usage": '{"data": {"total_credits": 100, "total_usage": -5}}',
+    "NaN": '{"data": {"total_credits": NaN, "total_usage": 1}}',
+    "absurd": '{"data": {"total_credits": 1e12, "total_usage": 1}}',
+    "html": "<!doctype html><title>Cloudflare</title>",
+}
+
+
+@pytest.mark.parametrize(
+    "body", MALFORMED_CREDITS_BODIES.values(), ids=MALFORMED_CREDITS_BODIES.keys()
+)
+def test_a_malformed_credits_answer_is_refused(body: str) -> None:
+    fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=httpx.Response(200, text=body))
+    with pytest.raises(MalformedAnswer, match="/credits"):
+        fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+
+
+def test_a_200_carrying_an_error_is_that_error() -> None:
+    with pytest.raises(KeyRejected, match=r"401 User not found\."):
+        fetch(FakeOpenRouter(key=error(401, "User not found.", http_status=200)))
+    snap = fetch(FakeOpenRouter(key=error(402, "Insufficient credits", http_status=200)))
+    assert snap.source == "payment_required"
+    fake = FakeOpenRouter(key=[error(502, "Provider down", http_status=200), ok(KEY_CAPPED)])
+    assert fetch(fake).remaining_usd == 74.5 and len(fake.requests) == 2
+
+
+def test_an_error_answer_that_is_not_json_still_counts_by_its_status() -> None:
+    fake = FakeOpenRouter(key=httpx.Response(401, text="<html>Unauthorized</html>"))
+    with pytest.raises(KeyRejected, match=r"401 Unauthorized"):
+        fetch(fake)
+
+
+def test_the_management_key_goes_only_to_credits_and_the_api_key_only_to_key() -> None:
+    fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=ok(CREDITS))
+    fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    sent = {
+        path: r.headers["Authorization"] for path, r in zip(fake.paths, fake.requests, strict=True)
+    }
+    assert sent == {"key": f"Bearer {API_KEY}", "credits": f"Bearer {MANAGEMENT_KEY}"}
+
+
+def test_credits_are_not_asked_without_a_management_key() -> None:
+    fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=ok(CREDITS))
+    fetch(fake)
+    assert fake.paths == ["key"]
+
+
+@pytest.mark.parametrize("route", ["key", "credits"])
+@pytest.mark.parametrize("status", [400, 401, 403, 500])
+def test_no_secret_reaches_a_message_even_when_the_server_echoes_it(
+    route: str, status: int
+) -> None:
+    echo = error(status, f"bad key {API_KEY} / {MANAGEMENT_KEY}\nsecond line")
+    routes: dict[str, Reply] = {"key": ok(KEY_CAPPED), "credits": ok(CREDITS)}
+    fake = FakeOpenRouter(**{**routes, route: echo})
+    with pytest.raises(FetchError) as info:
+        fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    message = str(info.value)
+    assert API_KEY not in message and MANAGEMENT_KEY not in message and "\n" not in message
+
+
+def test_no_secret_reaches_the_snapshot_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="credit_tasks.client")
+    fake = FakeOpenRouter(key=[httpx.ConnectError(API_KEY), ok(KEY_CAPPED)], credits=ok(CREDITS))
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    shown = repr(snap) + json.dumps(snap.as_dict()) + caplog.text
+    assert API_KEY not in shown and MANAGEMENT_KEY not in shown
+    assert "GET /key -> 200" in caplog.text and "GET /credits -> 200" in caplog.text
+
+
+def test_as_dict_is_json_safe_with_an_iso_utc_time() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(KEY_CAPPED)))
+    loaded = json.loads(json.dumps(snap.as_dict()))
+    assert loaded["checked_at"] == "2026-03-04T05:06:07+00:00"
+    assert loaded["remaining_usd"] == 74.5 and loaded["source"] == "key_limit"
+
+
+def test_a_missing_api_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="OPENROUTER_API_KEY is not set"):
+        OpenRouterClient(make_settings(openrouter_api_key=None))
+
+
+def test_the_client_it_creates_is_pooled_with_timeout_and_user_agent_and_closed() -> None:
+    settings = make_settings(credit_http_timeout_s=12)
+    with OpenRouterClient(settings) as client:
+        http = client._http
+        assert str(http.base_url) == BASE_URL + "/"
+        assert http.timeout == httpx.Timeout(12, connect=5)
+        assert http.headers["User-Agent"].startswith("credit-tasks/")
+        assert "Authorization" not in http.headers
+    assert http.is_closed
+
+
+def test_a_client_passed_in_is_left_open() -> None:
+    http = httpx.Client(transport=httpx.MockTransport(FakeOpenRouter()), base_url=BASE_URL)
+    with OpenRouterClient(make_settings(), http):
+        pass
+    assert not http.is_closed
+    http.close()

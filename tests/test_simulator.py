@@ -1,0 +1,403 @@
+"""Tests of the OpenRouter simulator, over a real socket with httpx."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from credit_tasks.simulator import Simulator
+
+ORDINARY = "sk-or-v1-test-ordinary-0123456789"
+MANAGEMENT = "sk-or-v1-test-management-9876543210"
+SIMULATOR_FILE = Path(__file__).resolve().parents[1] / "credit_tasks" / "simulator.py"
+
+FULL_KEY_FIELDS = {
+    "byok_usage",
+    "byok_usage_daily",
+    "byok_usage_monthly",
+    "byok_usage_weekly",
+    "creator_user_id",
+    "expires_at",
+    "include_byok_in_limit",
+    "is_free_tier",
+    "is_management_key",
+    "is_provisioning_key",
+    "label",
+    "limit",
+    "limit_remaining",
+    "limit_reset",
+    "rate_limit",
+    "usage",
+    "usage_daily",
+    "usage_monthly",
+    "usage_weekly",
+}
+KEYS_ITEM_FIELDS = {
+    "created_at",
+    "updated_at",
+    "hash",
+    "label",
+    "name",
+    "disabled",
+    "limit",
+    "limit_remaining",
+    "limit_reset",
+    "include_byok_in_limit",
+    "usage",
+    "usage_daily",
+    "usage_weekly",
+    "usage_monthly",
+    "byok_usage",
+    "byok_usage_daily",
+    "byok_usage_weekly",
+    "byok_usage_monthly",
+}
+CLIENT = httpx.Client()  # one client, so requests reuse keep-alive connections like a real one
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_client() -> Iterator[None]:
+    yield
+    CLIENT.close()
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator() as simulator:
+        simulator.set_account(total_credits=100.5, total_usage=25.75)
+        simulator.add_key(ORDINARY, name="App", limit=100.0, usage=25.5, limit_reset="monthly")
+        simulator.add_key(MANAGEMENT, name="Admin", management=True)
+        yield simulator
+
+
+def get(
+    sim: Simulator,
+    path: str,
+    key: str | None = ORDINARY,
+    timeout: float = 5.0,
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    return CLIENT.get(sim.base_url + path, headers=headers, timeout=timeout)
+
+
+def test_key_answers_the_full_current_shape_for_an_ordinary_key(sim: Simulator) -> None:
+    response = get(sim, "/key")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    data = response.json()["data"]
+    assert set(data) == FULL_KEY_FIELDS
+    assert data["label"] == "sk-or-v1-tes...789"
+    assert (data["limit"], data["usage"], data["limit_remaining"]) == (100.0, 25.5, 74.5)
+    assert data["limit_reset"] == "monthly"
+    assert data["is_management_key"] is False and data["is_provisioning_key"] is False
+    assert data["expires_at"] is None and data["include_byok_in_limit"] is False
+    assert set(data["rate_limit"]) == {"interval", "note", "requests"}
+
+
+def test_auth_key_answers_the_same_as_key(sim: Simulator) -> None:
+    assert get(sim, "/auth/key").json() == get(sim, "/key").json()
+
+
+def test_management_key_reads_itself_on_key(sim: Simulator) -> None:
+    data = get(sim, "/key", MANAGEMENT).json()["data"]
+    assert data["is_management_key"] is True and data["limit"] is None
+
+
+def test_limit_remaining_is_null_without_a_limit_and_never_negative(sim: Simulator) -> None:
+    sim.update_key(ORDINARY, limit=None)
+    assert get(sim, "/key").json()["data"]["limit_remaining"] is None
+    sim.update_key(ORDINARY, limit=10.0, usage=12.0)
+    assert get(sim, "/key").json()["data"]["limit_remaining"] == 0.0
+
+
+def test_credits_is_forbidden_for_an_ordinary_key(sim: Simulator) -> None:
+    response = get(sim, "/credits")
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": {"code": 403, "message": "Only management keys can perform this operation"}
+    }
+
+
+def test_credits_answers_the_account_for_a_management_key(sim: Simulator) -> None:
+    response = get(sim, "/credits", MANAGEMENT)
+    assert response.json() == {"data": {"total_credits": 100.5, "total_usage": 25.75}}
+
+
+def test_credits_zeros_switch_answers_zeros_to_ordinary_keys(sim: Simulator) -> None:
+    sim.configure(credits_zeros_for_ordinary=True)
+    response = get(sim, "/credits")
+    assert response.status_code == 200
+    assert response.json() == {"data": {"total_credits": 0, "total_usage": 0}}
+
+
+def test_keys_pages_hold_100_items_most_recent_first_and_skip_disabled(sim: Simulator) -> None:
+    for i in range(250):
+        sim.add_key(
+            f"sk-or-v1-fleet-key-{i:04d}",
+            name=f"k{i}",
+            disabled=i % 10 == 0,
+            created_at=f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
+        )
+    pages = [
+        get(sim, f"/keys?offset={offset}", MANAGEMENT).json()["data"] for offset in (0, 100, 200)
+    ]
+    assert [len(page) for page in pages] == [100, 100, 26]  # 225 enabled + the ordinary key
+    items = [item for page in pages for item in page]
+    assert set(items[0]) == KEYS_ITEM_FIELDS
+    assert items[0]["name"] == "App"  # added now, so the most recent
+    assert items[1]["name"] == "k249"
+    assert not any(item["disabled"] for item in items)
+    stamps = [item["created_at"] for item in items[1:]]
+    assert stamps == sorted(stamps, reverse=True)
+    everything = get(sim, "/keys?offset=200&include_disabled=true", MANAGEMENT).json()["data"]
+    assert len(everything) == 51
+
+
+def test_keys_is_forbidden_for_an_ordinary_key(sim: Simulator) -> None:
+    response = get(sim, "/keys")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == 403
+
+
+def test_keys_by_hash_answers_the_item_or_404(sim: Simulator) -> None:
+    key_hash = hashlib.sha256(ORDINARY.encode()).hexdigest()
+    data = get(sim, f"/keys/{key_hash}", MANAGEMENT).json()["data"]
+    assert data["hash"] == key_hash and data["limit_remaining"] == 74.5
+    missing = get(sim, "/keys/" + "0" * 64, MANAGEMENT)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == 404
+
+
+def test_paging_stays_working_with_ten_thousand_keys() -> None:
+    with Simulator() as simulator:
+        simulator.add_key(MANAGEMENT, management=True)
+        simulator.add_fleet(10_000)
+        last = get(simulator, "/keys?offset=9700&include_disabled=true", MANAGEMENT)
+        assert len(last.json()["data"]) == 100
+        assert get(simulator, "/keys?offset=10000&include_disabled=true", MANAGEMENT).json() == {
+            "data": []
+        }
+
+
+def test_legacy_switch_makes_key_404_while_auth_key_works(sim: Simulator) -> None:
+    sim.configure(legacy=True)
+    assert get(sim, "/key").status_code == 404
+    assert get(sim, "/auth/key").status_code == 200
+
+
+def test_minimal_shape_switch_answers_the_older_shape(sim: Simulator) -> None:
+    sim.configure(minimal_shape=True)
+    data = get(sim, "/key").json()["data"]
+    assert set(data) == {"label", "limit", "usage", "limit_remaining", "is_free_tier", "rate_limit"}
+    assert data["rate_limit"] == {"requests": 40, "interval": "10s"}
+
+
+def test_missing_unknown_and_disabled_keys_get_401(sim: Simulator) -> None:
+    assert get(sim, "/key", None).json() == {
+        "error": {"code": 401, "message": "No auth credentials found"}
+    }
+    unknown = get(sim, "/key", "sk-or-v1-nobody")
+    assert unknown.status_code == 401
+    assert unknown.json()["error"]["message"] == "User not found."
+    sim.update_key(ORDINARY, disabled=True)
+    assert get(sim, "/key").status_code == 401
+
+
+def test_unknown_path_answers_404_with_the_error_shape(sim: Simulator) -> None:
+    response = get(sim, "/nothing")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == 404
+
+
+def test_spend_accrues_to_the_key_and_the_account(sim: Simulator) -> None:
+    sim.set_spend(key=ORDINARY, usd_per_hour=3600.0)
+    time.sleep(0.05)
+    assert get(sim, "/key").json()["data"]["usage"] > 25.5
+    assert get(sim, "/credits", MANAGEMENT).json()["data"]["total_usage"] > 25.75
+
+
+def test_auto_topup_adds_credits_when_the_balance_falls_below(sim: Simulator) -> None:
+    sim.set_account(total_credits=10.0, total_usage=9.5)
+    sim.set_topup(below_usd=1.0, topup_usd=20.0)
+    assert get(sim, "/credits", MANAGEMENT).json()["data"]["total_credits"] == 30.0
+
+
+def test_key_usage_reset_sets_usage_to_zero(sim: Simulator) -> None:
+    sim.reset_key_usage(ORDINARY)
+    assert get(sim, "/key").json()["data"]["limit_remaining"] == 100.0
+
+
+def test_status_fault_answers_the_status_with_retry_after_once(sim: Simulator) -> None:
+    sim.inject("status", path="/key", status=429, retry_after=2)
+    assert get(sim, "/credits", MANAGEMENT).status_code == 200  # other paths untouched
+    limited = get(sim, "/key")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+    assert limited.json() == {"error": {"code": 429, "message": "Rate limit exceeded"}}
+    assert get(sim, "/key").status_code == 200
+
+
+def test_faults_are_taken_in_order_and_times_counts_down(sim: Simulator) -> None:
+    sim.inject("status", status=503, times=2)
+    sim.inject("status", status=402)
+    codes = [get(sim, "/key").status_code for _ in range(4)]
+    assert codes == [503, 503, 402, 200]
+
+
+def test_error_in_200_fault_answers_an_error_object_with_status_200(sim: Simulator) -> None:
+    sim.inject("error_in_200", status=402)
+    response = get(sim, "/key")
+    assert response.status_code == 200
+    assert response.json() == {"error": {"code": 402, "message": "Insufficient credits"}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><body>502 Bad Gateway</body></html>",
+        "",
+        '{"data":{"usage":1.',
+        '{"data":{"usage":NaN}}',
+    ],
+)
+def test_body_fault_answers_the_raw_body(sim: Simulator, body: str) -> None:
+    sim.inject("body", body=body, content_type="text/html")
+    response = get(sim, "/key")
+    assert response.status_code == 200 and response.text == body
+    assert response.headers["content-type"] == "text/html"
+
+
+def test_data_fault_wraps_the_given_object(sim: Simulator) -> None:
+    sim.inject("data", data={"usage": "lots"})
+    assert get(sim, "/key").json() == {"data": {"usage": "lots"}}
+
+
+def test_delay_fault_answers_normally_after_the_delay(sim: Simulator) -> None:
+    sim.inject("delay", delay_s=0.2)
+    started = time.monotonic()
+    assert get(sim, "/key").status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+
+def test_reset_fault_breaks_the_connection_mid_body(sim: Simulator) -> None:
+    sim.inject("reset")
+    with pytest.raises(httpx.TransportError):
+        get(sim, "/key")
+    assert get(sim, "/key").status_code == 200
+
+
+def test_hang_fault_never_answers(sim: Simulator) -> None:
+    sim.inject("hang")
+    with pytest.raises(httpx.ReadTimeout):
+        get(sim, "/key", timeout=0.3)
+
+
+def test_close_fault_closes_without_a_response(sim: Simulator) -> None:
+    sim.inject("close")
+    with pytest.raises(httpx.RemoteProtocolError):
+        get(sim, "/key")
+
+
+def test_stop_releases_a_hung_request() -> None:
+    simulator = Simulator().start()
+    simulator.add_key(ORDINARY)
+    simulator.inject("hang")
+    errors: list[Exception] = []
+
+    def call() -> None:
+        try:
+            get(simulator, "/key", timeout=30)
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.1)
+    simulator.stop()
+    caller.join(10)
+    assert not caller.is_alive() and len(errors) == 1
+
+
+def test_request_log_counts_paths_and_key_kinds_but_never_keys(sim: Simulator) -> None:
+    get(sim, "/key")
+    get(sim, "/key", MANAGEMENT)
+    get(sim, "/credits", None)
+    get(sim, "/keys/abc", "sk-or-v1-stranger")
+    assert sim.requests() == {"/key": 2, "/credits": 1, "/keys/{hash}": 1}
+    kinds = [entry["key_kind"] for entry in sim.request_log()]
+    assert kinds == ["ordinary", "management", "none", "unknown"]
+    dump = json.dumps([sim.request_log(), sim.state()])
+    assert ORDINARY not in dump and MANAGEMENT not in dump
+
+
+def test_control_api_programs_the_simulator_over_http() -> None:
+    with (
+        Simulator() as simulator,
+        httpx.Client(base_url=f"http://127.0.0.1:{simulator.port}") as control,
+    ):
+        assert control.post("/_sim/account", json={"total_credits": 50}).json() == {"ok": True}
+        added = control.post("/_sim/keys", json={"key": MANAGEMENT, "management": True}).json()
+        assert added["hash"] == hashlib.sha256(MANAGEMENT.encode()).hexdigest()
+        control.post("/_sim/keys", json={"key": ORDINARY, "limit": 5})
+        control.patch("/_sim/keys", json={"key_or_hash": ORDINARY, "usage": 4})
+        control.post("/_sim/config", json={"minimal_shape": True})
+        assert get(simulator, "/key").json()["data"]["limit_remaining"] == 1.0
+        control.post("/_sim/faults", json={"kind": "status", "status": 500, "path": "/key"})
+        assert get(simulator, "/key").status_code == 500
+        control.post("/_sim/faults", json={"kind": "status", "status": 500})
+        control.delete("/_sim/faults")
+        assert get(simulator, "/credits", MANAGEMENT).status_code == 200
+        assert control.get("/_sim/requests").json()["requests"] == {"/key": 2, "/credits": 1}
+        state = control.get("/_sim/state").json()
+        assert state["balance"] == 50.0 and len(state["keys"]) == 2
+        assert ORDINARY not in json.dumps(state)
+        bad = control.post("/_sim/faults", json={"kind": "nonsense"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == 400
+        assert control.post("/_sim/reset").json() == {"ok": True}
+        assert control.get("/_sim/state").json()["keys"] == []
+
+
+def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(SIMULATOR_FILE),
+            "--port",
+            "0",
+            "--keys",
+            "300",
+            "--spend-per-hour",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("OpenRouter simulator on http://127.0.0.1:")
+        base_url = line.rsplit(" ", 1)[1]
+        response = httpx.get(
+            base_url + "/keys",
+            timeout=5,
+            headers={"Authorization": "Bearer sk-or-v1-sim-management"},
+        )
+        assert len(response.json()["data"]) == 100
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+        assert process.returncode == 0 and stderr == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

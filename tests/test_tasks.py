@@ -1,0 +1,133 @@
+"""The Celery tasks through a real prefork worker on the test broker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from credit_tasks import check_credits, credit_history, send_alert
+from credit_tasks.simulator import Simulator
+
+from .conftest import API_KEY, MANAGEMENT_KEY, wait_for
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def balance(sim: Simulator, usd: float) -> None:
+    sim.set_account(total_credits=usd + 1.0, total_usage=1.0)
+
+
+def messages(pubsub: Any, wait_s: float = 1.0) -> list[dict[str, Any]]:
+    out = []
+    while (msg := pubsub.get_message(timeout=wait_s)) is not None:
+        if msg["type"] == "message":
+            out.append(json.loads(msg["data"]))
+    return out
+
+
+@pytest.fixture
+def channel(rdb: redis.Redis) -> Any:
+    pubsub = rdb.pubsub()
+    pubsub.subscribe("openrouter-alerts")
+    wait_for(lambda: pubsub.get_message(timeout=0.1), what="the subscription")
+    yield pubsub
+    pubsub.close()
+
+
+def test_the_tasks_are_registered_under_their_public_names() -> None:
+    assert check_credits.name == "credit_tasks.check_credits"
+    assert send_alert.name == "credit_tasks.send_alert"
+    assert credit_history.name == "credit_tasks.credit_history"
+
+
+def test_check_credits_records_a_point_and_returns_a_summary_without_secrets(
+    sim: Simulator, rdb: redis.Redis
+) -> None:
+    balance(sim, 42.0)
+    result = check_credits.delay().get(timeout=30)
+    assert result["status"] == "ok"
+    assert result["remaining_usd"] == 42.0
+    assert result["source"] == "account"
+    assert rdb.xlen("openrouter:credits:timeline") == 1
+    text = json.dumps(result)
+    assert API_KEY not in text and MANAGEMENT_KEY not in text
+
+
+def test_a_low_balance_is_delivered_on_the_channel_through_send_alert(
+    sim: Simulator, rdb: redis.Redis, channel: Any
+) -> None:
+    balance(sim, 7.5)
+    result = check_credits.delay().get(timeout=30)
+    assert [a["type"] for a in result["alerts"]] == ["warning"]
+    alert_id = result["alerts"][0]["id"]
+    wait_for(
+        lambda: rdb.hget(f"openrouter:alerts:{alert_id}", "delivered_at"),
+        what="send_alert to deliver",
+    )
+    got = messages(channel)
+    assert [(m["id"], m["type"], m["remaining_usd"]) for m in got] == [(alert_id, "warning", 7.5)]
+
+
+def test_many_concurrent_checks_yield_one_notification(
+    sim: Simulator, rdb: redis.Redis, channel: Any
+) -> None:
+    balance(sim, 2.0)
+    sim.inject("delay", delay_s=0.2, times=40)
+    results = [r.get(timeout=60) for r in [check_credits.delay() for _ in range(40)]]
+    raised = [a for r in results for a in r.get("alerts", [])]
+    assert [a["type"] for a in raised] == ["critical"]
+    assert any(r.get("skipped") for r in results)
+    wait_for(
+        lambda: rdb.hget(f"openrouter:alerts:{raised[0]['id']}", "delivered_at"),
+        what="the critical alert to be delivered",
+    )
+    assert [m["type"] for m in messages(channel)] == ["critical"]
+    assert rdb.llen("openrouter:alerts:list") == 1
+
+
+def test_send_alert_publishes_an_alert_id_once_however_often_it_runs(
+    rdb: redis.Redis, channel: Any
+) -> None:
+    alert = {
+        "id": "a1b2c3",
+        "type": "warning",
+        "subject": "account",
+        "status": "warning",
+        "remaining_usd": 8.0,
+        "threshold_usd": 10.0,
+        "message": "low",
+        "timestamp": "2026-11-26T12:00:00+00:00",
+        "resolves": None,
+    }
+    first = send_alert.delay(alert).get(timeout=30)
+    again = send_alert.delay(alert).get(timeout=30)
+    assert first["delivered"] is True
+    assert again["delivered"] is False
+    assert [m["id"] for m in messages(channel)] == ["a1b2c3"]
+    assert rdb.lrange("openrouter:alerts:list", 0, -1) == ["a1b2c3"]
+
+
+def test_credit_history_returns_points_in_time_order_with_a_summary(sim: Simulator) -> None:
+    for usd in (30.0, 25.0, 40.0, 35.0):
+        balance(sim, usd)
+        check_credits.delay().get(timeout=30)
+    answer = credit_history.delay(hours=1).get(timeout=30)
+    assert [p["remaining_usd"] for p in answer["points"]] == [30.0, 25.0, 40.0, 35.0]
+    stamps = [p["timestamp"] for p in answer["points"]]
+    assert stamps == sorted(stamps)
+    summary = answer["summary"]
+    assert summary["first_remaining_usd"] == 30.0
+    assert summary["last_remaining_usd"] == 35.0
+    assert summary["min_remaining_usd"] == 25.0
+    assert summary["max_remaining_usd"] == 40.0
+    assert summary["spend_usd"] == pytest.approx(10.0)  # the top-up to 40 is not negative spend
+
+
+def test_an_api_outage_is_a_result_not_a_crash(sim: Simulator) -> None:
+    sim.inject("status", status=503, times=100)
+    result = check_credits.delay().get(timeout=30)
+    assert result["status"] == "unknown"
+    assert "503" in result["error"]
