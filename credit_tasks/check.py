@@ -9,19 +9,23 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from .client import OpenRouterClient, Snapshot
+from .alerts import About, Alert, build_alert
+from .client import KeyInfo, OpenRouterClient, Snapshot
 from .errors import FetchError, KeyRejected
+from .history import Point, burn_rate_usd_per_hour, runway_hours
 from .rules import (
-    Alert,
     AlertState,
+    Notice,
     Status,
     Thresholds,
-    build_alert,
+    as_runway,
     classify,
+    classify_runway,
     evaluate,
     is_unknown,
+    key_thresholds,
 )
 from .settings import Settings
 from .store import Store
@@ -29,11 +33,33 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 ACCOUNT = "account"
+RUNWAY = "account:runway"  # the runway's own alert state; its alerts are about the account
 UNKNOWN_BALANCE_HINT = (
     "balance not visible to this key: set OPENROUTER_MANAGEMENT_KEY "
     "(or CREDIT_INITIAL_BALANCE) so the monitor can see it"
 )
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """One capped or uncapped key of the account after a check."""
+
+    key: KeyInfo
+    status: Status
+
+    def as_dict(self) -> dict[str, object]:
+        k = self.key
+        return {
+            "hash": k.hash,
+            "name": k.name,
+            "label": k.label,
+            "limit_usd": k.limit_usd,
+            "remaining_usd": k.remaining_usd,
+            "usage_usd": k.usage_usd,
+            "limit_reset": k.limit_reset,
+            "status": self.status.value,
+        }
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,9 @@ class CheckResult:
     error: str | None = None
     note: str | None = None
     skipped: bool = False
+    burn_rate_usd_per_hour: float | None = None
+    runway_hours: float | None = None
+    keys: list[KeyStatus] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -55,6 +84,9 @@ class CheckResult:
     def as_dict(self) -> dict[str, object]:
         """A JSON-safe summary, free of secrets."""
         snap = self.snapshot.as_dict() if self.snapshot else {}
+        counts = {s.value: 0 for s in (Status.OK, Status.WARNING, Status.CRITICAL)}
+        for k in self.keys:
+            counts[k.status.value] += 1
         return {
             "status": self.status.value,
             "checked_at": self.checked_at.isoformat(),
@@ -63,11 +95,18 @@ class CheckResult:
             "source": snap.get("source"),
             "limit_usd": snap.get("limit_usd"),
             "account_balance_usd": snap.get("account_balance_usd"),
+            "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
+            "runway_hours": _round(self.runway_hours, 2),
+            "keys": {"checked": len(self.keys), **counts} if self.keys else None,
             "skipped": self.skipped,
             "error": self.error,
             "note": self.note,
             "alerts": [{"id": a.id, "type": a.type.value} for a in self.alerts],
         }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -100,7 +139,19 @@ def run_check(
             snapshot = client.fetch_snapshot(now)
         except FetchError as exc:
             return _failed(settings, store, now, exc)
-        return _observed(settings, store, now, snapshot)
+        keys: list[KeyInfo] | None = None
+        keys_error = None
+        try:
+            keys = client.list_keys(now)
+        except FetchError as exc:
+            # the account figure stands; the key table keeps its last good state
+            keys_error = f"keys not checked: {exc}"
+            log.warning("%s", keys_error)
+        return _observed(settings, store, now, snapshot, keys, keys_error)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _failed(settings: Settings, store: Store, now: datetime, exc: FetchError) -> CheckResult:
@@ -112,54 +163,132 @@ def _failed(settings: Settings, store: Store, now: datetime, exc: FetchError) ->
         store.set_status(Status.UNKNOWN.value)
         th = thresholds(settings)
 
-        def decide(state: AlertState) -> tuple[AlertState, list[Alert]]:
-            new_state, notices = evaluate(state, Status.UNKNOWN, now, settings.cooldown_s)
-            return new_state, [
+        def decide(
+            states: dict[str, AlertState],
+        ) -> tuple[dict[str, AlertState], list[Alert]]:
+            state, notices = evaluate(states[ACCOUNT], Status.UNKNOWN, now, settings.cooldown_s)
+            about = About(reason=reason)
+            return {ACCOUNT: state}, [
                 build_alert(
-                    n,
-                    alert_id=uuid.uuid4().hex,
-                    subject=ACCOUNT,
-                    status=Status.UNKNOWN,
-                    remaining_usd=None,
-                    th=th,
-                    now=now,
-                    reason=reason,
+                    n, alert_id=_new_id(), status=Status.UNKNOWN, th=th, now=now, about=about
                 )
                 for n in notices
             ]
 
-        alerts = store.apply(ACCOUNT, decide)
+        alerts = store.apply([ACCOUNT], decide)
     return CheckResult(Status.UNKNOWN, now, alerts=alerts, error=reason)
 
 
-def _observed(settings: Settings, store: Store, now: datetime, snapshot: Snapshot) -> CheckResult:
+def _observed(
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    snapshot: Snapshot,
+    keys: list[KeyInfo] | None,
+    keys_error: str | None,
+) -> CheckResult:
     remaining = snapshot.remaining_usd
-    if remaining is None:
-        store.record_success(snapshot.as_dict(), Status.UNKNOWN.value, now)
-        return CheckResult(Status.UNKNOWN, now, snapshot, note=UNKNOWN_BALANCE_HINT)
-    th = thresholds(settings)
-    observed: list[Status] = []
+    rate = runway = None
+    if remaining is not None:
+        window = store.history(now - timedelta(hours=settings.credit_burn_window_hours), now)
+        here = Point(now, remaining, snapshot.usage_usd, "", snapshot.source)
+        rate = burn_rate_usd_per_hour([*window, here])
+        runway = runway_hours(remaining, rate)
+    about = About(
+        remaining_usd=remaining,
+        source=snapshot.source,
+        runway_hours=runway,
+        window_hours=settings.credit_burn_window_hours,
+    )
+    capped = [k for k in keys or [] if k.limit_usd is not None and k.remaining_usd is not None]
+    subjects = [ACCOUNT, RUNWAY] if remaining is not None else []
+    subjects += [f"key:{k.hash}" for k in capped]
+    statuses: dict[str, Status] = {}
 
-    def decide(state: AlertState) -> tuple[AlertState, list[Alert]]:
-        status = classify(remaining, state.status, th)
-        observed.append(status)
-        new_state, notices = evaluate(state, status, now, settings.cooldown_s)
-        return new_state, [
-            build_alert(
-                n,
-                alert_id=uuid.uuid4().hex,
-                subject=ACCOUNT,
-                status=status,
-                remaining_usd=remaining,
-                th=th,
-                now=now,
-                source=snapshot.source,
+    def decide(states: dict[str, AlertState]) -> tuple[dict[str, AlertState], list[Alert]]:
+        statuses.clear()  # a retried transaction decides afresh
+        new: dict[str, AlertState] = {}
+        alerts: list[Alert] = []
+
+        def step(
+            subject: str,
+            status: Status,
+            th: Thresholds,
+            subject_about: About,
+            *,
+            percents: tuple[float, float] | None = None,
+            threshold_hours: float | None = None,
+        ) -> None:
+            statuses[subject] = status
+            new[subject], notices = evaluate(states[subject], status, now, settings.cooldown_s)
+            shown: list[Notice] = as_runway(notices) if threshold_hours is not None else notices
+            alerts.extend(
+                build_alert(
+                    n,
+                    alert_id=_new_id(),
+                    status=status,
+                    th=th,
+                    now=now,
+                    about=subject_about,
+                    percents=percents,
+                    threshold_hours=threshold_hours,
+                )
+                for n in shown
             )
-            for n in notices
-        ]
 
-    alerts = store.apply(ACCOUNT, decide)
-    status = observed[-1]  # the attempt that committed
-    store.record_success(snapshot.as_dict(), status.value, now)
-    log.info("check %s: $%.2f left (%s)", status.value, remaining, snapshot.source)
-    return CheckResult(status, now, snapshot, alerts=alerts)
+        th = thresholds(settings)
+        if remaining is not None:
+            step(ACCOUNT, classify(remaining, states[ACCOUNT].status, th), th, about)
+            # a projection needs two points with spend between them
+            if rate is not None and settings.credit_runway_warning_hours > 0:
+                hours = settings.credit_runway_warning_hours
+                status = classify_runway(
+                    runway, states[RUNWAY].status, hours, settings.credit_recovery_margin
+                )
+                step(RUNWAY, status, th, about, threshold_hours=hours)
+        percents = (settings.credit_key_warning_percent, settings.credit_key_critical_percent)
+        for k in capped:
+            assert k.limit_usd is not None and k.remaining_usd is not None
+            subject = f"key:{k.hash}"
+            kth = key_thresholds(k.limit_usd, *percents, settings.credit_recovery_margin)
+            key_about = About(
+                subject=subject,
+                remaining_usd=k.remaining_usd,
+                key_name=k.name,
+                key_label=k.label,
+                limit_usd=k.limit_usd,
+            )
+            step(
+                subject,
+                classify(k.remaining_usd, states[subject].status, kth),
+                kth,
+                key_about,
+                percents=percents,
+            )
+        return new, alerts
+
+    alerts = store.apply(subjects, decide) if subjects else []
+    status = statuses.get(ACCOUNT, Status.UNKNOWN)
+    store.record_success(
+        snapshot.as_dict(),
+        status.value,
+        now,
+        extra={"burn_rate_usd_per_hour": _round(rate, 6), "runway_hours": _round(runway, 2)},
+    )
+    key_rows = [KeyStatus(k, statuses.get(f"key:{k.hash}", Status.OK)) for k in keys or []]
+    if keys is not None:
+        store.record_keys({row.key.hash: row.as_dict() for row in key_rows})
+    note = UNKNOWN_BALANCE_HINT if remaining is None else None
+    if keys_error:
+        note = f"{note}; {keys_error}" if note else keys_error
+    log.info("check %s: %s left (%s)", status.value, remaining, snapshot.source)
+    return CheckResult(
+        status,
+        now,
+        snapshot,
+        alerts=alerts,
+        note=note,
+        burn_rate_usd_per_hour=rate,
+        runway_hours=runway,
+        keys=key_rows,
+    )

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
+from .alerts import About, pace
+from .channels import load_channels
 from .check import EXIT_CODES, CheckResult, run_check
 from .client import OpenRouterClient
 from .errors import CreditTasksError
@@ -52,7 +54,16 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
     if snap.remaining_usd is None:
         text = result.note or "balance unknown"
     else:
-        text = f"{_money(snap.remaining_usd)} left ({snap.source.replace('_', ' ')})"
+        about = About(
+            remaining_usd=snap.remaining_usd,
+            runway_hours=result.runway_hours,
+            window_hours=settings.credit_burn_window_hours,
+        )
+        text = f"{_money(snap.remaining_usd)} left{pace(about)} ({snap.source.replace('_', ' ')})"
+    if result.runway_hours is not None:
+        perf.append(
+            f"runway_hours={result.runway_hours:.1f};{settings.credit_runway_warning_hours:g};;0"
+        )
     if result.skipped:
         text = f"{text}; {result.note}"
     return f"{label} - {text}" + (f" | {' '.join(perf)}" if perf else "")
@@ -67,11 +78,17 @@ def _open_store(settings: Settings) -> Store:
 def cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_api_key()
+    urls = settings.credit_alert_urls
+    channels = load_channels(urls.get_secret_value() if urls else None)
     store = _open_store(settings)
     with OpenRouterClient(settings) as client:
         result = run_check(settings, client, store)
     for alert in result.alerts:
-        notify.deliver(store, alert.as_dict())
+        notify.deliver_with_retries(
+            store, alert.as_dict(), channels,
+            attempts=settings.credit_alert_retry_attempts,
+            backoff_s=settings.credit_alert_retry_s,
+        )
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
@@ -140,11 +157,13 @@ def cmd_history(args: argparse.Namespace) -> int:
         f"  max {_money(summary['max_remaining_usd'])}"
     )
     rate = summary["burn_rate_usd_per_hour"]
-    print(
-        f"  spent {_money(summary['spend_usd'])}, burn rate {_money(rate)}/h"
-        if rate is not None
-        else f"  spent {_money(summary['spend_usd'])}"
-    )
+    runway = summary["runway_hours"]
+    line = f"  spent {_money(summary['spend_usd'])}"
+    if rate is not None:
+        line += f", burn rate {_money(rate)}/h"
+    if runway is not None:
+        line += f", about {float(str(runway)):,.0f} h left at that pace"
+    print(line)
     print()
     print(f"{'time (UTC)':<20} {'remaining':>12} {'usage':>12}  status    source")
     step = max(1, -(-len(points) // args.rows))
@@ -155,6 +174,37 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(
             f"{p.timestamp:%Y-%m-%d %H:%M:%S} {_money(p.remaining_usd):>12} "
             f"{_money(p.usage_usd):>12}  {p.status:<9} {p.source}"
+        )
+    return 0
+
+
+def _runway_text(current: dict[str, str], settings: Settings) -> str:
+    runway, rate = current.get("runway_hours"), current.get("burn_rate_usd_per_hour")
+    if not runway or not rate:
+        return "not projected (needs two checks with spend in the window)"
+    return (
+        f"about {float(runway):,.0f} h at the last {settings.credit_burn_window_hours:g} h's "
+        f"pace ({_money(rate)}/h)"
+    )
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    rows = _open_store(settings).keys_table()
+    # least remaining first; uncapped keys (no remaining) last
+    rows.sort(key=lambda r: (r["remaining_usd"] is None, r["remaining_usd"] or 0.0, r["name"]))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
+        return 0
+    width = min(max(len(r["name"]) for r in rows), 32)
+    print(f"{'name':<{width}}  {'label':<22} {'remaining':>12} {'limit':>12}  status")
+    for r in rows:
+        print(
+            f"{r['name'][:width]:<{width}}  {r['label']:<22} {_money(r['remaining_usd']):>12} "
+            f"{_money(r['limit_usd']):>12}  {r['status']}"
         )
     return 0
 
@@ -177,6 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"(source: {current.get('source') or '-'})"
     )
     print(f"Usage:      {_money(current.get('usage_usd'))}")
+    print(f"Runway:     {_runway_text(current, settings)}")
     print(f"Checked at: {current.get('checked_at') or '-'}")
     print(
         f"Last check: {monitoring.get('last_check_at') or '-'}, last success "
@@ -189,6 +240,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("Recent alerts:")
         for a in alerts:
             pending = "" if a.get("delivered_at") else "  (not delivered yet)"
+            if a.get("delivery_error"):
+                pending += f"  (delivery failed: {a['delivery_error']})"
             print(
                 f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} "
                 f"{a.get('message', '')}{pending}"
@@ -224,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the current snapshot and monitoring status")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
+    keys = sub.add_parser("keys", help="every key of the account, least remaining first")
+    keys.add_argument("--json", action="store_true", help="print one JSON list")
+    keys.set_defaults(func=cmd_keys)
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser
 

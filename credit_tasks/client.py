@@ -35,6 +35,8 @@ MANAGEMENT_KEYS_URL = "https://openrouter.ai/settings/management-keys"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 MAX_USD = 1e9
+KEYS_PAGE_SIZE = 100
+MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 try:
@@ -62,6 +64,19 @@ class Snapshot:
         out: dict[str, object] = dataclasses.asdict(self)
         out["checked_at"] = self.checked_at.isoformat()
         return out
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One API key of the account as `/keys` lists it; never the key itself."""
+
+    hash: str
+    name: str
+    label: str
+    limit_usd: float | None
+    remaining_usd: float | None
+    usage_usd: float
+    limit_reset: str | None
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -92,6 +107,21 @@ class _CreditsData(_Strict):
 
 class _CreditsAnswer(_Strict):
     data: _CreditsData
+
+
+class _KeyItem(_Strict):
+    hash: str
+    name: str = ""
+    label: str = ""
+    disabled: bool = False
+    limit: _Money | None = None
+    limit_remaining: _Money | None = None
+    limit_reset: str | None = None
+    usage: _Money = 0.0
+
+
+class _KeysPage(_Strict):
+    data: list[_KeyItem]
 
 
 class _ErrorDetail(_Strict):
@@ -197,6 +227,41 @@ class OpenRouterClient:
             return dataclasses.replace(known, remaining_usd=remaining, source="initial_balance")
         return known
 
+    def list_keys(self, now: datetime) -> list[KeyInfo]:
+        """Every enabled key of the account, with a management key; [] without one."""
+        management_key = self._settings.openrouter_management_key
+        if management_key is None:
+            return []
+        keys: list[KeyInfo] = []
+        for page_number in range(MAX_KEY_PAGES):
+            path = f"keys?offset={page_number * KEYS_PAGE_SIZE}&include_disabled=false"
+            try:
+                body = self._get(path, management_key, now)
+            except _PaymentRequired as exc:
+                raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
+            page = _validate(_KeysPage, body, "keys").data
+            for item in page:
+                if item.disabled:
+                    continue
+                remaining = item.limit_remaining
+                if item.limit is not None and remaining is None:
+                    remaining = max(item.limit - item.usage, 0.0)
+                keys.append(
+                    KeyInfo(
+                        item.hash,
+                        item.name,
+                        item.label,
+                        item.limit,
+                        remaining,
+                        item.usage,
+                        item.limit_reset,
+                    )
+                )
+            # no page-size parameter: a short page is the last
+            if len(page) < KEYS_PAGE_SIZE:
+                break
+        return keys
+
     def _read_key(self, now: datetime) -> dict[str, Any]:
         if self._key_path == "key":
             with contextlib.suppress(_NotFound):
@@ -263,18 +328,19 @@ class OpenRouterClient:
     def _raise_for(
         self, path: str, status: int, message: str, headers: httpx.Headers, now: datetime
     ) -> NoReturn:
-        setting = "OPENROUTER_API_KEY" if path != "credits" else "OPENROUTER_MANAGEMENT_KEY"
+        management = path.split("?")[0] in ("credits", "keys")
+        setting = "OPENROUTER_MANAGEMENT_KEY" if management else "OPENROUTER_API_KEY"
         what = f"{status} {message}".strip()
         if status == 402:
             raise _PaymentRequired(what)
-        if status == 403 and path == "credits":
+        if status == 403 and management:
             raise KeyRejected(
                 f"{setting} is not a management key ({what}): "
                 f"create one under Management keys at {MANAGEMENT_KEYS_URL} "
                 "or unset it"
             )
         if status in (401, 403):
-            where = KEYS_URL if path != "credits" else MANAGEMENT_KEYS_URL
+            where = MANAGEMENT_KEYS_URL if management else KEYS_URL
             raise KeyRejected(f"OpenRouter rejected {setting} ({what}): check the key at {where}")
         if status in TRANSIENT_STATUSES or 500 <= status < 600:
             wait_s = None

@@ -45,11 +45,19 @@ def burn_rate_usd_per_hour(points: list[Point]) -> float | None:
     return spent / hours if hours > 0 else None
 
 
+def runway_hours(remaining_usd: float | None, rate_usd_per_hour: float | None) -> float | None:
+    """Hours until the balance reaches zero at `rate`; None without a balance or any spend."""
+    if remaining_usd is None or not rate_usd_per_hour or rate_usd_per_hour <= 0:
+        return None
+    return remaining_usd / rate_usd_per_hour
+
+
 def summarize(points: list[Point]) -> dict[str, object]:
     """First, last, min and max balance, spend and burn rate of a window of points."""
     known = [p.remaining_usd for p in points if p.remaining_usd is not None]
     spent = spend_usd(points)
     rate = burn_rate_usd_per_hour(points)
+    runway = runway_hours(known[-1] if known else None, rate)
     return {
         "points": len(points),
         "first_remaining_usd": known[0] if known else None,
@@ -58,6 +66,7 @@ def summarize(points: list[Point]) -> dict[str, object]:
         "max_remaining_usd": max(known) if known else None,
         "spend_usd": round(spent, 6) if spent is not None else None,
         "burn_rate_usd_per_hour": round(rate, 6) if rate is not None else None,
+        "runway_hours": round(runway, 2) if runway is not None else None,
     }
 
 

@@ -44,8 +44,14 @@ class Keyspace:
     def alert(self, alert_id: str) -> str:
         return f"{self.prefix}:alerts:{alert_id}"
 
-    def alert_last(self, alert_type: str) -> str:
-        return f"{self.prefix}:alerts:last:{alert_type}"
+    @property
+    def keys_current(self) -> str:
+        return f"{self.prefix}:keys:current"
+
+    def alert_last(self, alert_type: str, subject: str = "account") -> str:
+        """The cooldown marker; the account's keeps the original name, others add the subject."""
+        base = f"{self.prefix}:alerts:last:{alert_type}"
+        return base if subject == "account" else f"{base}:{subject}"
 
     def alert_sending(self, alert_id: str) -> str:
         return f"{self.prefix}:alerts:sending:{alert_id}"

@@ -1,23 +1,82 @@
-"""Alert delivery: the one path both `send_alert` and `credit-monitor check` use."""
+"""Alert delivery: the one path both `send_alert` and `credit-monitor check` use.
+
+An alert is published on the Redis channel once, then sent to each Apprise channel that has
+not had it yet; only the channels that failed are tried again. The worker retries through
+Celery; the CLI retries in-process, bounded, before it exits.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import channels as apprise_channels
+from .channels import Channel
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 
-def deliver(store: Store, alert: dict[str, Any], now: datetime | None = None) -> bool:
-    """Store and publish `alert` once; False when it had already been delivered."""
-    delivered = store.deliver(alert, now or datetime.now(UTC))
-    if delivered:
-        log.info(
-            "alert %s %s delivered: %s", alert.get("type"), alert.get("id"), alert.get("message")
-        )
-    else:
-        log.info("alert %s already delivered; not publishing again", alert.get("id"))
-    return delivered
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery attempt did: published on Redis now, and the channels still failing."""
+
+    published: bool
+    failed: list[str]
+
+
+def deliver(
+    store: Store,
+    alert: dict[str, Any],
+    channels: Sequence[Channel] = (),
+    now: datetime | None = None,
+) -> Outcome:
+    """Publish `alert` once and send it to every channel that has not had it yet."""
+    now = now or datetime.now(UTC)
+    alert_id = str(alert["id"])
+    published = store.deliver(alert, now)
+    if published:
+        log.info("alert %s %s published: %s", alert.get("type"), alert_id, alert.get("message"))
+    failed: list[str] = []
+    if channels:
+        done = store.channels_done(alert_id)
+        failed = apprise_channels.send(channels, alert, skip=done)
+        ok = [c.id for c in channels if c.id not in done and c.id not in failed]
+        store.record_channels(alert_id, ok=ok, failed=failed)
+    return Outcome(published, failed)
+
+
+def give_up(store: Store, alert: dict[str, Any], failed: Sequence[str], attempts: int) -> None:
+    """Record on the alert that some channels never took it, for `credit-monitor status`."""
+    error = (
+        f"{len(failed)} channel(s) failed after {attempts} attempts: {', '.join(failed)} "
+        "(channel ids; check CREDIT_ALERT_URLS)"
+    )
+    log.error("alert %s: %s", alert.get("id"), error)
+    store.record_delivery_error(str(alert["id"]), error)
+
+
+def deliver_with_retries(
+    store: Store,
+    alert: dict[str, Any],
+    channels: Sequence[Channel],
+    *,
+    attempts: int,
+    backoff_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """`deliver`, retrying failed channels in-process with backoff; for the CLI."""
+    outcome = deliver(store, alert, channels)
+    for attempt in range(1, attempts):
+        if not outcome.failed:
+            return outcome
+        sleep(backoff_s * 2 ** (attempt - 1))
+        outcome = deliver(store, alert, channels)
+    if outcome.failed:
+        give_up(store, alert, outcome.failed, attempts)
+    return outcome

@@ -1,4 +1,4 @@
-"""Alert rules: states, recovery, cooldown and the alerts they call for.
+"""Alert rules: states, recovery, cooldown, runway and the alerts they call for.
 
 Pure decisions: no Redis, HTTP or Celery here, and the current time is an argument, so
 every rule is a row in a table test. The store applies a decision atomically; the check
@@ -7,13 +7,9 @@ feeds it observations.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-
-TOP_UP_URL = "https://openrouter.ai/settings/credits"
-KEYS_URL = "https://openrouter.ai/settings/keys"
 
 
 class Status(StrEnum):
@@ -28,6 +24,7 @@ class AlertType(StrEnum):
     CRITICAL = "critical"
     UNKNOWN = "unknown"
     RESOLVED = "resolved"
+    RUNWAY = "runway"
 
 
 _RANK = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2}
@@ -156,103 +153,39 @@ def _sent(state: AlertState, notices: list[Notice], now: datetime) -> AlertState
     return replace(state, last_sent=last)
 
 
-def _money(value: float | None) -> str:
-    return "an unknown amount" if value is None or not math.isfinite(value) else f"${value:,.2f}"
-
-
-def alert_message(
-    notice: Notice,
-    *,
-    remaining_usd: float | None,
-    threshold_usd: float | None,
-    source: str | None = None,
-    reason: str | None = None,
-) -> str:
-    """A sentence a person can act on."""
-    left = _money(remaining_usd)
-    fix = (
-        f"raise the key's limit at {KEYS_URL}"
-        if source == "key_limit"
-        else f"top up at {TOP_UP_URL}"
-    )
-    if notice.type is AlertType.WARNING:
-        return (
-            f"OpenRouter credits are low: {left} left, below the {_money(threshold_usd)} "
-            f"warning threshold; {fix}."
-        )
-    if notice.type is AlertType.CRITICAL:
-        return (
-            f"OpenRouter credits are critical: {left} left, below the {_money(threshold_usd)} "
-            f"critical threshold; {fix} now, or requests will fail with 402."
-        )
-    if notice.type is AlertType.UNKNOWN:
-        why = reason or "the last checks failed"
-        return f"OpenRouter credits cannot be checked: {why}."
-    if notice.resolves is AlertType.UNKNOWN:
-        return f"OpenRouter credits can be checked again: {left} left."
-    return (
-        f"OpenRouter credits are back to normal: {left} left, above the "
-        f"{_money(threshold_usd)} {notice.resolves or 'alert'} threshold."
+def key_thresholds(
+    limit_usd: float, warning_percent: float, critical_percent: float, recovery_margin: float
+) -> Thresholds:
+    """Dollar thresholds of a capped key: the given percents of its limit."""
+    return Thresholds(
+        warning_usd=limit_usd * warning_percent / 100,
+        critical_usd=limit_usd * critical_percent / 100,
+        recovery_margin=recovery_margin,
     )
 
 
-@dataclass(frozen=True)
-class Alert:
-    """One alert as published on the channel and stored in Redis."""
+def classify_runway(
+    runway_hours: float | None, previous: Status, threshold_hours: float, recovery_margin: float
+) -> Status:
+    """WARNING while the projected runway is under the threshold; leaving needs the margin.
 
-    id: str
-    type: AlertType
-    subject: str
-    status: Status
-    remaining_usd: float | None
-    threshold_usd: float | None
-    message: str
-    timestamp: datetime
-    resolves: AlertType | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "type": self.type.value,
-            "subject": self.subject,
-            "status": self.status.value,
-            "remaining_usd": self.remaining_usd,
-            "threshold_usd": self.threshold_usd,
-            "message": self.message,
-            "timestamp": self.timestamp.isoformat(),
-            "resolves": self.resolves.value if self.resolves else None,
-        }
+    No projection (no spend in the window) means no money is burning: OK.
+    """
+    if runway_hours is None:
+        return Status.OK
+    if runway_hours < threshold_hours:
+        return Status.WARNING
+    if previous is Status.WARNING and runway_hours < threshold_hours * (1 + recovery_margin):
+        return Status.WARNING
+    return Status.OK
 
 
-def build_alert(
-    notice: Notice,
-    *,
-    alert_id: str,
-    subject: str,
-    status: Status,
-    remaining_usd: float | None,
-    th: Thresholds,
-    now: datetime,
-    source: str | None = None,
-    reason: str | None = None,
-) -> Alert:
-    """The full alert for a notice."""
-    kind = notice.resolves if notice.type is AlertType.RESOLVED else notice.type
-    threshold = th.for_status(Status(kind.value)) if kind else None
-    return Alert(
-        id=alert_id,
-        type=notice.type,
-        subject=subject,
-        status=status,
-        remaining_usd=remaining_usd,
-        threshold_usd=threshold,
-        message=alert_message(
-            notice,
-            remaining_usd=remaining_usd,
-            threshold_usd=threshold,
-            source=source,
-            reason=reason,
-        ),
-        timestamp=now,
-        resolves=notice.resolves,
-    )
+def as_runway(notices: list[Notice]) -> list[Notice]:
+    """The runway subject's notices: its WARNING is a `runway` alert."""
+    out = []
+    for n in notices:
+        if n.type is AlertType.WARNING:
+            out.append(Notice(AlertType.RUNWAY))
+        elif n.type is AlertType.RESOLVED and n.resolves is AlertType.WARNING:
+            out.append(Notice(AlertType.RESOLVED, resolves=AlertType.RUNWAY))
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -35,10 +35,17 @@ _ALLOWED = {
     "credit_history_retention_days": "a number of days > 0, e.g. 90",
     "credit_redis_prefix": "letters, digits, '_', '-' or '.', e.g. openrouter",
     "credit_http_timeout_s": "a number of seconds > 0, e.g. 10",
+    "credit_alert_retry_attempts": "a whole number >= 1, e.g. 4",
+    "credit_alert_retry_s": "a number of seconds >= 0 (the first retry's wait), e.g. 2",
+    "credit_key_warning_percent": "a percent between 0 and 100, e.g. 20",
+    "credit_key_critical_percent": "a percent between 0 and 100, below CREDIT_KEY_WARNING_PERCENT",
+    "credit_burn_window_hours": "a number of hours > 0, e.g. 24",
+    "credit_runway_warning_hours": "a number of hours >= 0 (0 turns runway alerts off), e.g. 48",
     "credit_retry_attempts": "a whole number >= 1, e.g. 4",
     "credit_retry_budget_s": "a number of seconds > 0, e.g. 30",
+    "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
 }
-_SECRET_FIELDS = {"openrouter_api_key", "openrouter_management_key"}
+_SECRET_FIELDS = {"openrouter_api_key", "openrouter_management_key", "credit_alert_urls"}
 _URL_FIELDS = {"openrouter_base_url", "redis_url", "celery_broker_url", "celery_result_backend"}
 
 
@@ -81,9 +88,21 @@ class Settings(BaseSettings):
     credit_history_retention_days: float = Field(90, gt=0)
     credit_redis_prefix: str = Field("openrouter", pattern=r"^[A-Za-z0-9_.\-]+$")
 
+    credit_alert_urls: SecretStr | None = None
+    credit_alert_retry_attempts: int = Field(4, ge=1)
+    credit_alert_retry_s: float = Field(2.0, ge=0)
+    credit_key_warning_percent: float = Field(20.0, ge=0, le=100)
+    credit_key_critical_percent: float = Field(5.0, ge=0, le=100)
+    credit_burn_window_hours: float = Field(24.0, gt=0)
+    credit_runway_warning_hours: float = Field(48.0, ge=0)
+
     credit_http_timeout_s: float = Field(10.0, gt=0)
     credit_retry_attempts: int = Field(4, ge=1)
     credit_retry_budget_s: float = Field(30.0, gt=0)
+
+    # "redbeat" keeps the schedule and a leader lock in Redis, so standby beats can run
+    credit_beat_scheduler: Literal["file", "redbeat"] = "file"
+    flower_basic_auth: SecretStr | None = None  # user:password[,user:password] for Flower
 
     @field_validator("*", mode="after")
     @classmethod
@@ -118,6 +137,8 @@ class Settings(BaseSettings):
     def _critical_below_warning(self) -> Settings:
         if self.credit_critical_threshold >= self.credit_warning_threshold:
             raise ValueError("critical_not_below_warning")
+        if self.credit_key_critical_percent >= self.credit_key_warning_percent:
+            raise ValueError("key_percents_inverted")
         return self
 
     @property
@@ -157,6 +178,11 @@ def _one_line(exc: ValidationError) -> str:
         return (
             "CREDIT_CRITICAL_THRESHOLD must be below CREDIT_WARNING_THRESHOLD: "
             "lower it or raise the warning threshold"
+        )
+    if not loc and "key_percents_inverted" in str(err.get("msg", "")):
+        return (
+            "CREDIT_KEY_CRITICAL_PERCENT must be below CREDIT_KEY_WARNING_PERCENT: "
+            "lower it or raise the warning percent"
         )
     field = loc[0] if loc else "?"
     name = field.upper()

@@ -17,16 +17,17 @@ from typing import Any, ParamSpec, TypeVar
 import redis
 from redis.lock import Lock
 
+from .alerts import Alert
 from .errors import StoreError
 from .history import Point
 from .keyspace import ALERTS_LIST_CAP, Keyspace
-from .rules import Alert, AlertState, AlertType
+from .rules import AlertState, AlertType
 from .settings import Settings, redact_url
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-Decide = Callable[[AlertState], tuple[AlertState, list[Alert]]]
+Decide = Callable[[dict[str, AlertState]], tuple[dict[str, AlertState], list[Alert]]]
 SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
 
 
@@ -40,6 +41,10 @@ def _text(value: object) -> str:
 
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
+
+
+def _state(raw: str | None) -> AlertState:
+    return AlertState.from_json(json.loads(raw)) if raw else AlertState()
 
 
 def connect(url: str) -> redis.Redis:
@@ -131,9 +136,15 @@ class Store:
                     lock.release()
 
     @_translated
-    def record_success(self, snapshot: dict[str, Any], status: str, now: datetime) -> None:
+    def record_success(
+        self,
+        snapshot: dict[str, Any],
+        status: str,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Store the snapshot as current, reset the failure count and add a timeline point."""
-        current = {k: _text(v) for k, v in snapshot.items()} | {"status": status}
+        current = {k: _text(v) for k, v in (snapshot | (extra or {})).items()} | {"status": status}
         pipe = self.redis.pipeline()
         pipe.hset(self.keys.current, mapping=current)
         pipe.hset(
@@ -194,30 +205,35 @@ class Store:
         pipe.execute()
 
     @_translated
-    def alert_state(self, subject: str) -> AlertState:
-        raw = self.redis.hget(self.keys.alert_state, subject)
-        return AlertState.from_json(json.loads(raw)) if raw else AlertState()
+    def alert_states(self, subjects: list[str]) -> dict[str, AlertState]:
+        """The alert state of each subject, in one round trip."""
+        raws = self.redis.hmget(self.keys.alert_state, subjects) if subjects else []
+        return {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
 
     @_translated
-    def apply(self, subject: str, decide: Decide) -> list[Alert]:
-        """Run `decide` on the subject's alert state and commit its result atomically.
+    def apply(self, subjects: list[str], decide: Decide) -> list[Alert]:
+        """Run `decide` on the subjects' alert states and commit its result atomically.
 
-        When another check commits first, the transaction is retried on the fresh state,
-        so a transition and its alerts are committed exactly once.
+        When another check commits first, the transaction is retried on the fresh states,
+        so a transition and its alerts are committed exactly once. The round trips do not
+        grow with the number of subjects.
         """
 
         def attempt(pipe: Any) -> list[Alert]:
-            raw = pipe.hget(self.keys.alert_state, subject)
-            state = AlertState.from_json(json.loads(raw)) if raw else AlertState()
-            new_state, alerts = decide(state)
+            raws = pipe.hmget(self.keys.alert_state, subjects) if subjects else []
+            states = {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
+            new_states, alerts = decide(states)
+            changed = {
+                s: json.dumps(st.to_json()) for s, st in new_states.items() if st != states.get(s)
+            }
             pipe.multi()
-            if new_state != state:
-                pipe.hset(self.keys.alert_state, subject, json.dumps(new_state.to_json()))
+            if changed:
+                pipe.hset(self.keys.alert_state, mapping=changed)
             for alert in alerts:
                 self._queue_record(pipe, alert)
                 if alert.type is not AlertType.RESOLVED:
                     pipe.set(
-                        self.keys.alert_last(alert.type.value),
+                        self.keys.alert_last(alert.type.value, alert.subject),
                         alert.id,
                         ex=max(1, int(self.cooldown_s)),
                     )
@@ -227,6 +243,23 @@ class Store:
             attempt, self.keys.alert_state, value_from_callable=True
         )
         return result
+
+    @_translated
+    def record_keys(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Replace the per-key table (hash -> figures) in one key and one round trip."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self.keys.keys_current)
+        if rows:
+            pipe.hset(
+                self.keys.keys_current,
+                mapping={h: json.dumps(row) for h, row in rows.items()},
+            )
+        pipe.execute()
+
+    @_translated
+    def keys_table(self) -> list[dict[str, Any]]:
+        """The per-key figures of the last check."""
+        return [json.loads(v) for v in self.redis.hvals(self.keys.keys_current)]
 
     def _queue_record(self, pipe: Any, alert: Alert) -> None:
         key = self.keys.alert(alert.id)
@@ -260,6 +293,25 @@ class Store:
             return True
         finally:
             self.redis.delete(sending)
+
+    @_translated
+    def channels_done(self, alert_id: str) -> set[str]:
+        """Ids of the Apprise channels that already took this alert."""
+        raw = self.redis.hget(self.keys.alert(alert_id), "channels_ok") or ""
+        return {c for c in raw.split(",") if c}
+
+    @_translated
+    def record_channels(self, alert_id: str, *, ok: list[str], failed: list[str]) -> None:
+        """Add `ok` to the alert's delivered channels and note which are still failing."""
+        key = self.keys.alert(alert_id)
+        done = sorted(self.channels_done(alert_id) | set(ok))
+        self.redis.hset(
+            key, mapping={"channels_ok": ",".join(done), "channels_failed": ",".join(failed)}
+        )
+
+    @_translated
+    def record_delivery_error(self, alert_id: str, error: str) -> None:
+        self.redis.hset(self.keys.alert(alert_id), "delivery_error", error)
 
     @_translated
     def history(self, start: datetime, end: datetime) -> list[Point]:

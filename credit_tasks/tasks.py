@@ -8,11 +8,13 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Task, shared_task
+from pydantic import SecretStr
 
 from . import history, notify
 from .check import run_check
 from .client import OpenRouterClient
-from .errors import CreditTasksError, StoreError
+from .channels import Channel, load_channels
+from .errors import ConfigError, CreditTasksError, StoreError
 from .settings import get_settings
 from .store import Store
 
@@ -45,6 +47,15 @@ def check_credits() -> dict[str, object]:
     return result.as_dict()
 
 
+@lru_cache(maxsize=1)
+def _channels() -> list[Channel]:
+    return load_channels(_secret(get_settings().credit_alert_urls))
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 @shared_task(
     name="credit_tasks.send_alert",
     bind=True,
@@ -56,9 +67,32 @@ def check_credits() -> dict[str, object]:
     max_retries=8,
 )
 def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
-    """Store and publish one alert; a redelivered or retried task publishes it once."""
-    delivered = notify.deliver(_store(), alert)
-    return {"id": alert.get("id"), "type": alert.get("type"), "delivered": delivered}
+    """Publish one alert and send it to the Apprise channels; each gets it once.
+
+    A redelivered or retried task does not publish again, and a retry after a channel
+    failed sends only to the channels that failed.
+    """
+    settings, store = get_settings(), _store()
+    try:
+        channels = _channels()
+    except ConfigError as exc:
+        # publish on Redis all the same; the record says why no person was told
+        log.error("send_alert: %s", exc)
+        channels = []
+        store.record_delivery_error(str(alert["id"]), str(exc))
+    outcome = notify.deliver(store, alert, channels)
+    if outcome.failed:
+        attempts = settings.credit_alert_retry_attempts
+        if self.request.retries + 1 < attempts:
+            delay_s = settings.credit_alert_retry_s * 2**self.request.retries
+            raise self.retry(countdown=delay_s, max_retries=attempts)
+        notify.give_up(store, alert, outcome.failed, attempts)
+    return {
+        "id": alert.get("id"),
+        "type": alert.get("type"),
+        "delivered": outcome.published,
+        "channels_failed": len(outcome.failed),
+    }
 
 
 @shared_task(name="credit_tasks.credit_history")

@@ -23,6 +23,8 @@ from credit_tasks.settings import Settings, get_settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
 
+from .receiver import Receiver, serve
+
 API_KEY = "sk-or-v1-test-ordinary-0123456789abcdef0123456789abcdef"
 MANAGEMENT_KEY = "sk-or-v1-test-management-fedcba9876543210fedcba9876543210"
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,11 +182,25 @@ def run_cli(
 
 
 @pytest.fixture(scope="session")
+def worker_receiver() -> Iterator[Receiver]:
+    """The Apprise json:// channel the session worker delivers alerts to."""
+    yield from serve()
+
+
+@pytest.fixture(scope="session")
 def worker(
-    sim_server: Simulator, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+    sim_server: Simulator,
+    redis_server: str,
+    worker_receiver: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """A real prefork Celery worker (subprocess) and this process's app, both on the test broker."""
-    env = service_env(sim_server, redis_server)
+    env = service_env(
+        sim_server,
+        redis_server,
+        CREDIT_ALERT_URLS=worker_receiver.url("/worker"),
+        CREDIT_ALERT_RETRY_S="0.2",
+    )
     os.environ.update(
         {
             k: v
@@ -210,6 +226,7 @@ def worker(
             "--pool=prefork",
             "--concurrency=4",
             "--hostname=test@%h",
+            "-E",  # task events, for Flower
             "--without-gossip",
             "--without-mingle",
         ],

@@ -14,7 +14,7 @@ import redis
 from credit_tasks import notify
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
-from credit_tasks.rules import Status
+from credit_tasks.rules import AlertType, Status
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
@@ -34,7 +34,7 @@ def check(settings: Settings, store: Store, now: datetime) -> Any:
     with OpenRouterClient(settings) as c:
         result = run_check(settings, c, store, now)
     for alert in result.alerts:
-        notify.deliver(store, alert.as_dict(), now)
+        notify.deliver(store, alert.as_dict(), now=now)
     return result
 
 
@@ -117,8 +117,9 @@ def test_every_completed_check_is_one_history_point(
 
 
 def test_crossing_down_and_back_up_alerts_once_each_way_on_the_channel(
-    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+    sim: Simulator, redis_url: str, store: Store, rdb: redis.Redis
 ) -> None:
+    settings = make_settings(sim, redis_url, credit_runway_warning_hours=0)  # runway: below
     pubsub = rdb.pubsub()
     pubsub.subscribe("openrouter-alerts")
     pubsub.get_message(timeout=1)  # the subscribe confirmation
@@ -149,6 +150,7 @@ def test_crossing_down_and_back_up_alerts_once_each_way_on_the_channel(
 def test_a_warning_repeats_only_after_the_cooldown(
     sim: Simulator, settings: Settings, store: Store
 ) -> None:
+    # a constant balance: no spend, so no runway alert joins in
     balance(sim, 8.0)
     sent = []
     for minutes in (0, 10, 59, 61, 90, 125):
@@ -233,3 +235,78 @@ def test_no_secret_reaches_redis(
         assert secret is not None
         assert secret.get_secret_value() not in text
         assert secret.get_secret_value()[-12:] not in text
+
+
+def test_the_runway_is_projected_from_two_points_with_spend_and_alerts_below_the_threshold(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 50.0)
+    first = check(settings, store, T0)
+    assert first.runway_hours is None  # one point: no projection yet
+    balance(sim, 45.0)
+    second = check(settings, store, T0 + timedelta(hours=1))
+    assert second.burn_rate_usd_per_hour == pytest.approx(5.0)
+    assert second.runway_hours == pytest.approx(9.0)
+    [runway] = [a.as_dict() for a in second.alerts]
+    assert runway["type"] == "runway"
+    assert runway["subject"] == "account"
+    assert runway["runway_hours"] == pytest.approx(9.0)
+    assert runway["threshold_hours"] == 48.0
+    assert "about 9 h at the last 24 h's pace" in runway["message"]
+    assert store.current()["runway_hours"] == "9.0"
+    balance(sim, 500.0)  # a top-up is not negative spend: the rate holds, the runway grows
+    third = check(settings, store, T0 + timedelta(hours=2))
+    assert third.burn_rate_usd_per_hour == pytest.approx(2.5)
+    assert [(a.type.value, a.resolves) for a in third.alerts] == [("resolved", AlertType.RUNWAY)]
+
+
+def test_every_capped_key_is_checked_against_percents_of_its_limit(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    balance(sim, 80.0)
+    low = sim.add_key("sk-or-v1-customer-a", name="Customer A", limit=10.0, usage=9.0)
+    gone = sim.add_key("sk-or-v1-customer-b", name="Customer B", limit=100.0, usage=99.5)
+    sim.add_key("sk-or-v1-customer-c", name="Customer C", limit=10.0, usage=1.0)
+    sim.add_key("sk-or-v1-customer-d", name="Disabled", limit=10.0, usage=10.0, disabled=True)
+    result = check(settings, store, T0)
+    by_subject = {a.subject: a.as_dict() for a in result.alerts}
+    assert set(by_subject) == {f"key:{low}", f"key:{gone}"}
+    warning, critical = by_subject[f"key:{low}"], by_subject[f"key:{gone}"]
+    assert (warning["type"], warning["threshold_usd"], warning["threshold_percent"]) == (
+        "warning",
+        2.0,
+        20.0,
+    )
+    assert (critical["type"], critical["threshold_percent"]) == ("critical", 5.0)
+    assert warning["key_name"] == "Customer A"
+    assert warning["key_label"].startswith("sk-or-v1-cus") and "..." in warning["key_label"]
+    assert "sk-or-v1-customer-a" not in json.dumps(by_subject)
+    table = {row["name"]: row for row in store.keys_table()}
+    assert "Disabled" not in table
+    assert table["Customer A"]["status"] == "warning"
+    assert table["Customer C"]["status"] == "ok"
+    sim.reset_key_usage(low)  # the key's limit_reset came round
+    again = check(settings, store, T0 + timedelta(minutes=5))
+    assert [(a.subject, a.type.value) for a in again.alerts] == [(f"key:{low}", "resolved")]
+
+
+def _commands(rdb: redis.Redis) -> int:
+    return int(rdb.info("stats")["total_commands_processed"])
+
+
+def test_a_check_costs_the_same_redis_round_trips_for_ten_keys_or_a_thousand(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    balance(sim, 80.0)
+    costs = []
+    for round_, count in enumerate((10, 1000)):
+        for i in range(count):
+            sim.add_key(f"sk-or-v1-fleet-{count}-{i}", name=f"k{i}", limit=10.0, usage=1.0)
+        start = T0 + timedelta(minutes=10 * round_)
+        check(settings, store, start)  # first sight of the keys
+        before = _commands(rdb)
+        check(settings, store, start + timedelta(minutes=1))
+        costs.append(_commands(rdb) - before - 1)  # less the INFO itself
+    assert costs[0] == costs[1]
+    assert rdb.hlen("openrouter:keys:current") == 1011  # and the App key itself
+    assert rdb.dbsize() < 20  # per-key state lives in a constant number of keys

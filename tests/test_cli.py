@@ -194,3 +194,42 @@ def test_python_dash_m_is_the_same_command(env: dict[str, str], tmp_path: Path) 
 def test_a_sparkline_spans_the_lowest_to_the_highest_block() -> None:
     assert sparkline([1.0, 5.0, 9.0]) == "▁▄█"
     assert sparkline([]) == ""
+
+
+def test_check_json_gives_the_burn_rate_and_runway_or_null(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 50.0)
+    first = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert first["burn_rate_usd_per_hour"] is None
+    assert first["runway_hours"] is None
+    sim.set_spend(key=API_KEY, usd_per_hour=3600.0)  # a dollar a second
+    import time
+
+    time.sleep(1.0)
+    second = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert second["burn_rate_usd_per_hour"] > 0
+    assert second["runway_hours"] == pytest.approx(
+        second["remaining_usd"] / second["burn_rate_usd_per_hour"], abs=0.006
+    )  # rounded to 2 decimals
+    line = run_cli(env, "check", cwd=tmp_path).stdout.splitlines()[0]
+    assert "h at the last 24 h's pace" in line
+    assert "runway_hours=" in line
+
+
+def test_keys_lists_every_key_least_remaining_first(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    sim.add_key("sk-or-v1-customer-a", name="Customer A", limit=10.0, usage=9.0)
+    sim.add_key("sk-or-v1-customer-b", name="Customer B", limit=100.0, usage=99.5)
+    sim.add_key("sk-or-v1-customer-c", name="Customer C", limit=10.0, usage=1.0)
+    run_cli(env, "check", cwd=tmp_path)
+    rows = json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)
+    assert [r["name"] for r in rows] == ["Customer B", "Customer A", "Customer C", "App"]
+    assert [r["status"] for r in rows] == ["critical", "warning", "ok", "ok"]
+    assert set(rows[0]) >= {"hash", "name", "label", "limit_usd", "remaining_usd", "status"}
+    table = run_cli(env, "keys", cwd=tmp_path).stdout.splitlines()
+    assert table[1].startswith("Customer B") and "critical" in table[1]
+    for key in ("sk-or-v1-customer-a", "sk-or-v1-customer-b", API_KEY, MANAGEMENT_KEY):
+        assert key not in "\n".join(table) + json.dumps(rows)

@@ -91,6 +91,7 @@ def test_burn_rate_is_spend_per_hour(points: list[Point], expected: float | None
                 "max_remaining_usd": 20.0,
                 "spend_usd": 6.0,
                 "burn_rate_usd_per_hour": 1.5,
+                "runway_hours": 10.67,  # $16 at $1.50 an hour
             },
             id="a window with a top-up",
         ),
@@ -104,6 +105,7 @@ def test_burn_rate_is_spend_per_hour(points: list[Point], expected: float | None
                 "max_remaining_usd": 9.0,
                 "spend_usd": 2.0,
                 "burn_rate_usd_per_hour": 1.0,
+                "runway_hours": 7.0,
             },
             id="unknown balances are left out",
         ),
@@ -117,6 +119,7 @@ def test_burn_rate_is_spend_per_hour(points: list[Point], expected: float | None
                 "max_remaining_usd": 3.0,
                 "spend_usd": None,
                 "burn_rate_usd_per_hour": None,
+                "runway_hours": None,
             },
             id="one point",
         ),
@@ -130,6 +133,7 @@ def test_burn_rate_is_spend_per_hour(points: list[Point], expected: float | None
                 "max_remaining_usd": None,
                 "spend_usd": None,
                 "burn_rate_usd_per_hour": None,
+                "runway_hours": None,
             },
             id="no points",
         ),
@@ -174,3 +178,15 @@ def test_report_is_json_with_the_points_and_their_summary() -> None:
 def test_an_empty_report_is_still_json() -> None:
     data = json.loads(json.dumps(report(1.5, [])))
     assert data == {"hours": 1.5, "points": [], "summary": summarize([])}
+
+
+@pytest.mark.parametrize(
+    ("remaining_usd", "rate", "expected"),
+    [(8.2, 0.43, 8.2 / 0.43), (10.0, 0.0, None), (10.0, None, None), (None, 1.0, None)],
+)
+def test_runway_is_the_balance_over_the_burn_rate_when_money_burns(
+    remaining_usd: float | None, rate: float | None, expected: float | None
+) -> None:
+    from credit_tasks.history import runway_hours
+
+    assert runway_hours(remaining_usd, rate) == pytest.approx(expected)

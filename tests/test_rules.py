@@ -11,13 +11,11 @@ import pytest
 
 from credit_tasks import rules
 from credit_tasks.rules import (
-    Alert,
     AlertState,
     AlertType,
     Notice,
     Status,
     Thresholds,
-    build_alert,
     classify,
     cooldown_due,
     evaluate,
@@ -274,137 +272,6 @@ def test_a_falling_then_recovering_balance_alerts_as_the_spec_says() -> None:
 
 
 @pytest.mark.parametrize(
-    ("notice", "status", "remaining_usd", "threshold_usd", "amounts"),
-    [
-        (Notice(W), WARNING, 8.0, 10.0, ["$8.00", "$10.00"]),
-        (Notice(C), CRITICAL, 3.0, 5.0, ["$3.00", "$5.00"]),
-        (Notice(R, resolves=W), OK, 12.0, 10.0, ["$12.00", "$10.00"]),
-        (Notice(R, resolves=C), WARNING, 6.0, 5.0, ["$6.00", "$5.00"]),
-        (Notice(R, resolves=U), OK, 12.0, None, ["$12.00"]),
-        (Notice(U), UNKNOWN, None, None, []),
-    ],
-)
-def test_build_alert_gives_the_threshold_and_a_sentence_with_the_amounts(
-    notice: Notice,
-    status: Status,
-    remaining_usd: float | None,
-    threshold_usd: float | None,
-    amounts: list[str],
-) -> None:
-    alert = build_alert(
-        notice,
-        alert_id="a1",
-        subject="account",
-        status=status,
-        remaining_usd=remaining_usd,
-        th=TH,
-        now=T0,
-    )
-    assert alert.threshold_usd == threshold_usd
-    assert alert.type is notice.type
-    assert alert.resolves == notice.resolves
-    assert alert.message.startswith("OpenRouter credits")
-    assert alert.message.endswith(".")
-    assert "\n" not in alert.message
-    for amount in amounts:
-        assert amount in alert.message
-
-
-def test_an_unknown_alert_gives_its_reason() -> None:
-    alert = build_alert(
-        Notice(U),
-        alert_id="a1",
-        subject="account",
-        status=UNKNOWN,
-        remaining_usd=None,
-        th=TH,
-        now=T0,
-        reason="the key was rejected (401)",
-    )
-    assert "the key was rejected (401)" in alert.message
-
-
-EXPECTED_KEYS = {
-    "id",
-    "type",
-    "subject",
-    "status",
-    "remaining_usd",
-    "threshold_usd",
-    "message",
-    "timestamp",
-    "resolves",
-}
-
-
-@pytest.mark.parametrize(
-    ("notice", "status", "remaining_usd", "expected"),
-    [
-        (
-            Notice(W),
-            WARNING,
-            8.0,
-            {"type": "warning", "status": "warning", "threshold_usd": 10.0, "resolves": None},
-        ),
-        (
-            Notice(C),
-            CRITICAL,
-            3.0,
-            {"type": "critical", "status": "critical", "threshold_usd": 5.0, "resolves": None},
-        ),
-        (
-            Notice(R, resolves=C),
-            OK,
-            11.0,
-            {"type": "resolved", "status": "ok", "threshold_usd": 5.0, "resolves": "critical"},
-        ),
-        (
-            Notice(U),
-            UNKNOWN,
-            None,
-            {"type": "unknown", "status": "unknown", "threshold_usd": None, "resolves": None},
-        ),
-    ],
-)
-def test_alert_as_dict_survives_json_with_every_field(
-    notice: Notice, status: Status, remaining_usd: float | None, expected: dict[str, object]
-) -> None:
-    alert = build_alert(
-        notice,
-        alert_id="id-1",
-        subject="key:App",
-        status=status,
-        remaining_usd=remaining_usd,
-        th=TH,
-        now=T0,
-    )
-    data = json.loads(json.dumps(alert.as_dict()))
-    assert set(data) == EXPECTED_KEYS
-    assert {k: data[k] for k in expected} == expected
-    assert data["id"] == "id-1"
-    assert data["subject"] == "key:App"
-    assert data["remaining_usd"] == remaining_usd
-    assert data["message"] == alert.message
-    stamp = datetime.fromisoformat(data["timestamp"])
-    assert stamp == T0
-    assert stamp.utcoffset() == timedelta(0)
-
-
-def test_an_alert_timestamp_carries_its_utc_offset() -> None:
-    alert = Alert(
-        id="x",
-        type=W,
-        subject="account",
-        status=WARNING,
-        remaining_usd=8.0,
-        threshold_usd=10.0,
-        message="m",
-        timestamp=T0,
-    )
-    assert alert.as_dict()["timestamp"] == "2026-03-04T12:00:00+00:00"
-
-
-@pytest.mark.parametrize(
     "original",
     [
         AlertState(),
@@ -446,3 +313,41 @@ def test_rules_imports_neither_redis_httpx_celery_nor_the_rest_of_the_package() 
             imported.add((node.module or "").split(".")[0])
     assert imported, "no imports found: the source was not read"
     assert not imported & FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    ("runway_hours", "previous", "expected"),
+    [
+        (None, OK, OK),  # no spend, no projection: nothing burns
+        (None, WARNING, OK),
+        (30.0, OK, WARNING),
+        (47.9, OK, WARNING),
+        (48.0, OK, OK),
+        (50.0, WARNING, WARNING),  # inside the margin: stays
+        (52.81, WARNING, OK),  # just past 48 h * 1.1
+        (60.0, WARNING, OK),
+    ],
+)
+def test_a_short_runway_warns_and_recovers_past_the_margin(
+    runway_hours: float | None, previous: Status, expected: Status
+) -> None:
+    assert rules.classify_runway(runway_hours, previous, 48.0, 0.1) is expected
+
+
+def test_runway_notices_are_runway_alerts_and_their_resolution() -> None:
+    _, entered = evaluate(AlertState(), WARNING, T0, COOLDOWN_S)
+    assert rules.as_runway(entered) == [Notice(AlertType.RUNWAY)]
+    back, _ = evaluate(AlertState(), WARNING, T0, COOLDOWN_S)
+    _, left = evaluate(back, OK, T0 + minutes(5), COOLDOWN_S)
+    assert rules.as_runway(left) == [Notice(R, resolves=AlertType.RUNWAY)]
+
+
+@pytest.mark.parametrize(
+    ("limit_usd", "remaining_usd", "expected"),
+    [(10.0, 5.0, OK), (10.0, 1.9, WARNING), (10.0, 0.4, CRITICAL), (500.0, 90.0, WARNING)],
+)
+def test_key_thresholds_are_percents_of_the_limit(
+    limit_usd: float, remaining_usd: float, expected: Status
+) -> None:
+    th = rules.key_thresholds(limit_usd, 20.0, 5.0, 0.1)
+    assert classify(remaining_usd, OK, th) is expected

@@ -1,0 +1,187 @@
+"""Alerts as people and programs receive them: the record, and the sentence it carries.
+
+Pure: built from a rules `Notice` and the figures of the subject it is about.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from .rules import AlertType, Notice, Status, Thresholds
+
+TOP_UP_URL = "https://openrouter.ai/settings/credits"
+KEYS_URL = "https://openrouter.ai/settings/keys"
+
+
+@dataclass(frozen=True)
+class About:
+    """What an alert is about, with the figures its message quotes."""
+
+    subject: str = "account"  # "account" or "key:<hash>"
+    remaining_usd: float | None = None
+    source: str | None = None
+    reason: str | None = None  # why the balance cannot be seen
+    runway_hours: float | None = None
+    window_hours: float | None = None
+    key_name: str | None = None
+    key_label: str | None = None
+    limit_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as published on the channel and stored in Redis."""
+
+    id: str
+    type: AlertType
+    subject: str
+    status: Status
+    remaining_usd: float | None
+    threshold_usd: float | None
+    message: str
+    timestamp: datetime
+    resolves: AlertType | None = None
+    threshold_percent: float | None = None
+    runway_hours: float | None = None
+    threshold_hours: float | None = None
+    key_name: str | None = None
+    key_label: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-safe; the fields of key and runway alerts appear only on those."""
+        out: dict[str, object] = {
+            "id": self.id,
+            "type": self.type.value,
+            "subject": self.subject,
+            "status": self.status.value,
+            "remaining_usd": self.remaining_usd,
+            "threshold_usd": self.threshold_usd,
+            "message": self.message,
+            "timestamp": self.timestamp.isoformat(),
+            "resolves": self.resolves.value if self.resolves else None,
+        }
+        extras = {
+            "threshold_percent": self.threshold_percent,
+            "runway_hours": self.runway_hours,
+            "threshold_hours": self.threshold_hours,
+            "key_name": self.key_name,
+            "key_label": self.key_label,
+        }
+        return out | {k: v for k, v in extras.items() if v is not None}
+
+
+def money(value: float | None) -> str:
+    return "an unknown amount" if value is None or not math.isfinite(value) else f"${value:,.2f}"
+
+
+def pace(about: About) -> str:
+    """`, about 19 h at the last 24 h's pace`, or nothing when there is no projection."""
+    if about.runway_hours is None or about.window_hours is None:
+        return ""
+    return f", about {about.runway_hours:,.0f} h at the last {about.window_hours:g} h's pace"
+
+
+def _key_message(
+    notice: Notice, about: About, threshold_usd: float | None, percent: float | None
+) -> str:
+    who = f'OpenRouter key "{about.key_name}" ({about.key_label})'
+    left = f"{money(about.remaining_usd)} of its {money(about.limit_usd)} limit left"
+    below = f"below {percent:g}% ({money(threshold_usd)})" if percent else "below its threshold"
+    if notice.type is AlertType.WARNING:
+        return f"{who} is low: {left}, {below}; raise its limit at {KEYS_URL}."
+    if notice.type is AlertType.CRITICAL:
+        return (
+            f"{who} is nearly exhausted: {left}, {below}; raise its limit at {KEYS_URL} now, "
+            "or its requests will fail with 402."
+        )
+    return f"{who} is back to normal: {left}."
+
+
+def message_for(
+    notice: Notice,
+    about: About,
+    *,
+    threshold_usd: float | None = None,
+    threshold_percent: float | None = None,
+    threshold_hours: float | None = None,
+) -> str:
+    """A sentence a person can act on."""
+    if about.key_name is not None or about.subject.startswith("key:"):
+        return _key_message(notice, about, threshold_usd, threshold_percent)
+    left = f"{money(about.remaining_usd)} left{pace(about)}"
+    fix = (
+        f"raise the key's limit at {KEYS_URL}"
+        if about.source == "key_limit"
+        else f"top up at {TOP_UP_URL}"
+    )
+    kind, ends = notice.type, notice.resolves
+    if kind is AlertType.WARNING:
+        return (
+            f"OpenRouter credits are low: {left}, below the {money(threshold_usd)} "
+            f"warning threshold; {fix}."
+        )
+    if kind is AlertType.CRITICAL:
+        return (
+            f"OpenRouter credits are critical: {left}, below the {money(threshold_usd)} "
+            f"critical threshold; {fix} now, or requests will fail with 402."
+        )
+    if kind is AlertType.RUNWAY:
+        return (
+            f"OpenRouter credits will run out soon: {left}, under the {threshold_hours:g} h "
+            f"runway threshold; {fix}."
+        )
+    if kind is AlertType.UNKNOWN:
+        return f"OpenRouter credits cannot be checked: {about.reason or 'the last checks failed'}."
+    if ends is AlertType.UNKNOWN:
+        return f"OpenRouter credits can be checked again: {left}."
+    if ends is AlertType.RUNWAY:
+        return f"OpenRouter credits runway is back above {threshold_hours:g} h: {left}."
+    return (
+        f"OpenRouter credits are back to normal: {left}, above the "
+        f"{money(threshold_usd)} {ends or 'alert'} threshold."
+    )
+
+
+def build_alert(
+    notice: Notice,
+    *,
+    alert_id: str,
+    status: Status,
+    th: Thresholds,
+    now: datetime,
+    about: About,
+    percents: tuple[float, float] | None = None,
+    threshold_hours: float | None = None,
+) -> Alert:
+    """The full alert for a notice; `percents` (warning, critical) for a key's thresholds."""
+    kind = notice.resolves if notice.type is AlertType.RESOLVED else notice.type
+    runway = kind is AlertType.RUNWAY
+    threshold_usd = None if runway or kind is None else th.for_status(Status(kind.value))
+    percent = None
+    if percents is not None and kind in (AlertType.WARNING, AlertType.CRITICAL):
+        percent = percents[0] if kind is AlertType.WARNING else percents[1]
+    hours = threshold_hours if runway else None
+    return Alert(
+        id=alert_id,
+        type=notice.type,
+        subject=about.subject,
+        status=status,
+        remaining_usd=about.remaining_usd,
+        threshold_usd=threshold_usd,
+        message=message_for(
+            notice,
+            about,
+            threshold_usd=threshold_usd,
+            threshold_percent=percent,
+            threshold_hours=hours,
+        ),
+        timestamp=now,
+        resolves=notice.resolves,
+        threshold_percent=percent,
+        runway_hours=about.runway_hours if runway else None,
+        threshold_hours=hours,
+        key_name=about.key_name,
+        key_label=about.key_label,
+    )

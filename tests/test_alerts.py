@@ -1,0 +1,217 @@
+"""Alerts as delivered: thresholds, fields and the sentence for account, key and runway."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from credit_tasks.alerts import About, Alert, build_alert
+from credit_tasks.rules import AlertType, Notice, Status, Thresholds
+
+T0 = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
+TH = Thresholds(warning_usd=10.0, critical_usd=5.0, recovery_margin=0.1)
+OK, WARNING, CRITICAL, UNKNOWN = Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN
+W, C, U, R = AlertType.WARNING, AlertType.CRITICAL, AlertType.UNKNOWN, AlertType.RESOLVED
+
+
+@pytest.mark.parametrize(
+    ("notice", "status", "remaining_usd", "threshold_usd", "amounts"),
+    [
+        (Notice(W), WARNING, 8.0, 10.0, ["$8.00", "$10.00"]),
+        (Notice(C), CRITICAL, 3.0, 5.0, ["$3.00", "$5.00"]),
+        (Notice(R, resolves=W), OK, 12.0, 10.0, ["$12.00", "$10.00"]),
+        (Notice(R, resolves=C), WARNING, 6.0, 5.0, ["$6.00", "$5.00"]),
+        (Notice(R, resolves=U), OK, 12.0, None, ["$12.00"]),
+        (Notice(U), UNKNOWN, None, None, []),
+    ],
+)
+def test_build_alert_gives_the_threshold_and_a_sentence_with_the_amounts(
+    notice: Notice,
+    status: Status,
+    remaining_usd: float | None,
+    threshold_usd: float | None,
+    amounts: list[str],
+) -> None:
+    alert = build_alert(
+        notice,
+        alert_id="a1",
+        status=status,
+        th=TH,
+        now=T0,
+        about=About(remaining_usd=remaining_usd),
+    )
+    assert alert.threshold_usd == threshold_usd
+    assert alert.type is notice.type
+    assert alert.resolves == notice.resolves
+    assert alert.message.startswith("OpenRouter credits")
+    assert alert.message.endswith(".")
+    assert "\n" not in alert.message
+    for amount in amounts:
+        assert amount in alert.message
+
+
+def test_an_unknown_alert_gives_its_reason() -> None:
+    alert = build_alert(
+        Notice(U),
+        alert_id="a1",
+        status=UNKNOWN,
+        th=TH,
+        now=T0,
+        about=About(reason="the key was rejected (401)"),
+    )
+    assert "the key was rejected (401)" in alert.message
+
+
+EXPECTED_KEYS = {
+    "id",
+    "type",
+    "subject",
+    "status",
+    "remaining_usd",
+    "threshold_usd",
+    "message",
+    "timestamp",
+    "resolves",
+}
+
+
+@pytest.mark.parametrize(
+    ("notice", "status", "remaining_usd", "expected"),
+    [
+        (
+            Notice(W),
+            WARNING,
+            8.0,
+            {"type": "warning", "status": "warning", "threshold_usd": 10.0, "resolves": None},
+        ),
+        (
+            Notice(C),
+            CRITICAL,
+            3.0,
+            {"type": "critical", "status": "critical", "threshold_usd": 5.0, "resolves": None},
+        ),
+        (
+            Notice(R, resolves=C),
+            OK,
+            11.0,
+            {"type": "resolved", "status": "ok", "threshold_usd": 5.0, "resolves": "critical"},
+        ),
+        (
+            Notice(U),
+            UNKNOWN,
+            None,
+            {"type": "unknown", "status": "unknown", "threshold_usd": None, "resolves": None},
+        ),
+    ],
+)
+def test_alert_as_dict_survives_json_with_every_field(
+    notice: Notice, status: Status, remaining_usd: float | None, expected: dict[str, object]
+) -> None:
+    alert = build_alert(
+        notice,
+        alert_id="id-1",
+        status=status,
+        th=TH,
+        now=T0,
+        about=About(
+            subject="key:App",
+            remaining_usd=remaining_usd,
+            key_name="App",
+            key_label="sk-or-v1-abc...123",
+            limit_usd=20.0,
+        ),
+    )
+    data = json.loads(json.dumps(alert.as_dict()))
+    assert set(data) == EXPECTED_KEYS | {"key_name", "key_label"}
+    assert {k: data[k] for k in expected} == expected
+    assert data["id"] == "id-1"
+    assert data["subject"] == "key:App"
+    assert data["remaining_usd"] == remaining_usd
+    assert data["message"] == alert.message
+    stamp = datetime.fromisoformat(data["timestamp"])
+    assert stamp == T0
+    assert stamp.utcoffset() == timedelta(0)
+
+
+def test_an_alert_timestamp_carries_its_utc_offset() -> None:
+    alert = Alert(
+        id="x",
+        type=W,
+        subject="account",
+        status=WARNING,
+        remaining_usd=8.0,
+        threshold_usd=10.0,
+        message="m",
+        timestamp=T0,
+    )
+    assert alert.as_dict()["timestamp"] == "2026-03-04T12:00:00+00:00"
+
+
+def test_an_account_alert_carries_no_key_or_runway_fields() -> None:
+    alert = build_alert(
+        Notice(W), alert_id="a", status=WARNING, th=TH, now=T0, about=About(remaining_usd=8.0)
+    )
+    assert set(alert.as_dict()) == EXPECTED_KEYS
+
+
+def test_the_message_gives_the_runway_when_it_is_known() -> None:
+    about = About(remaining_usd=8.2, runway_hours=19.2, window_hours=24)
+    alert = build_alert(Notice(W), alert_id="a", status=WARNING, th=TH, now=T0, about=about)
+    assert "$8.20 left, about 19 h at the last 24 h's pace" in alert.message
+
+
+@pytest.mark.parametrize(
+    ("notice", "status", "percent", "threshold_usd", "words"),
+    [
+        (Notice(W), WARNING, 20.0, 4.0, ["is low", "$3.00 of its $20.00 limit left", "20%"]),
+        (Notice(C), CRITICAL, 5.0, 1.0, ["nearly exhausted", "5%", "402"]),
+        (Notice(R, resolves=W), OK, 20.0, 4.0, ["back to normal"]),
+    ],
+)
+def test_a_key_alert_names_the_key_and_gives_its_percent_threshold(
+    notice: Notice, status: Status, percent: float, threshold_usd: float, words: list[str]
+) -> None:
+    th = Thresholds(warning_usd=4.0, critical_usd=1.0)
+    about = About(
+        subject="key:abc123",
+        remaining_usd=3.0,
+        key_name="Customer A",
+        key_label="sk-or-v1-abc...123",
+        limit_usd=20.0,
+    )
+    alert = build_alert(
+        notice, alert_id="k", status=status, th=th, now=T0, about=about, percents=(20.0, 5.0)
+    )
+    data = alert.as_dict()
+    assert data["subject"] == "key:abc123"
+    assert data["threshold_usd"] == threshold_usd
+    assert data["threshold_percent"] == percent
+    assert data["key_name"] == "Customer A" and data["key_label"] == "sk-or-v1-abc...123"
+    assert '"Customer A" (sk-or-v1-abc...123)' in alert.message
+    for word in words:
+        assert word in alert.message
+
+
+@pytest.mark.parametrize(
+    ("notice", "status", "words"),
+    [
+        (Notice(AlertType.RUNWAY), WARNING, ["run out soon", "about 19 h", "48 h"]),
+        (Notice(R, resolves=AlertType.RUNWAY), OK, ["back above 48 h"]),
+    ],
+)
+def test_a_runway_alert_gives_the_projection_and_its_threshold_in_hours(
+    notice: Notice, status: Status, words: list[str]
+) -> None:
+    about = About(remaining_usd=8.2, runway_hours=19.0, window_hours=24)
+    alert = build_alert(
+        notice, alert_id="r", status=status, th=TH, now=T0, about=about, threshold_hours=48.0
+    )
+    data = alert.as_dict()
+    assert data["subject"] == "account"
+    assert data["threshold_hours"] == 48.0
+    assert data["runway_hours"] == 19.0
+    assert data["threshold_usd"] is None
+    for word in words:
+        assert word in alert.message

@@ -1,0 +1,156 @@
+"""Alerts reach people: Apprise channels from the CLI and from a real worker, retried alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from credit_tasks import check_credits
+from credit_tasks.channels import load_channels
+from credit_tasks.simulator import Simulator
+
+from .conftest import run_cli, service_env, wait_for
+from .receiver import Receiver, serve
+
+
+def balance(sim: Simulator, usd: float) -> None:
+    sim.set_account(total_credits=usd + 1.0, total_usage=1.0)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from serve()
+
+
+@pytest.fixture
+def other() -> Iterator[Receiver]:
+    yield from serve()
+
+
+def env_with(sim: Simulator, redis_server: str, urls: str) -> dict[str, str]:
+    return service_env(sim, redis_server, CREDIT_ALERT_URLS=urls, CREDIT_ALERT_RETRY_S="0.1")
+
+
+def the_alert(rdb: redis.Redis) -> dict[str, str]:
+    [alert_id] = rdb.lrange("openrouter:alerts:list", 0, -1)
+    return dict(rdb.hgetall(f"openrouter:alerts:{alert_id}"))
+
+
+def test_check_sends_the_alert_to_every_channel_with_the_mapped_type(
+    sim: Simulator,
+    redis_server: str,
+    redis_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    other: Receiver,
+    rdb: redis.Redis,
+) -> None:
+    balance(sim, 3.0)
+    env = env_with(sim, redis_server, f"{receiver.url('/a')},{other.url('/b')}")
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 2
+    for rec, path in ((receiver, "/a"), (other, "/b")):
+        [(got_path, body)] = rec.posts
+        assert got_path == path
+        assert body["type"] == "failure"  # critical maps to Apprise's failure
+        assert body["title"] == "OpenRouter credits: CRITICAL"
+        assert body["message"].startswith("OpenRouter credits are critical: $3.00 left")
+    record = the_alert(rdb)
+    assert len(record["channels_ok"].split(",")) == 2
+    assert record["channels_failed"] == ""
+
+
+def test_a_failing_channel_is_retried_alone_and_the_others_not_repeated(
+    sim: Simulator,
+    redis_server: str,
+    redis_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    other: Receiver,
+    rdb: redis.Redis,
+) -> None:
+    balance(sim, 8.0)
+    receiver.fail_next(2)
+    env = env_with(sim, redis_server, f"{receiver.url('/flaky')},{other.url('/fine')}")
+    run_cli(env, "check", cwd=tmp_path)
+    assert receiver.paths() == ["/flaky"]  # two 500s, then delivered once
+    assert other.paths() == ["/fine"]  # not repeated while the other was retried
+    record = the_alert(rdb)
+    assert len(record["channels_ok"].split(",")) == 2
+    assert "delivery_error" not in record
+
+
+def test_when_retries_run_out_the_failure_is_recorded_and_shown_by_status(
+    sim: Simulator,
+    redis_server: str,
+    redis_url: str,
+    tmp_path: Path,
+    rdb: redis.Redis,
+) -> None:
+    balance(sim, 8.0)
+    env = env_with(sim, redis_server, "json://127.0.0.1:1/nobody-listens")
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 1
+    record = the_alert(rdb)
+    assert record["delivered_at"]  # the Redis channel still got it
+    assert "failed after 4 attempts" in record["delivery_error"]
+    status = run_cli(env, "status", cwd=tmp_path).stdout
+    assert "delivery failed: 1 channel(s) failed after 4 attempts" in status
+
+
+def test_channel_urls_never_reach_redis_or_output(
+    sim: Simulator,
+    redis_server: str,
+    redis_url: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    rdb: redis.Redis,
+) -> None:
+    balance(sim, 8.0)
+    url = receiver.url("/hook-SECRET-TOKEN-123")
+    env = env_with(sim, redis_server, url)
+    outputs = [run_cli(env, *args, cwd=tmp_path) for args in (["check"], ["status", "--json"])]
+    text = "".join(o.stdout + o.stderr for o in outputs)
+    text += json.dumps(
+        {k: rdb.hgetall(k) for k in rdb.scan_iter("openrouter:alerts:*") if rdb.type(k) == "hash"}
+    )
+    assert receiver.paths() == ["/hook-SECRET-TOKEN-123"]
+    assert "SECRET-TOKEN" not in text
+
+
+def test_a_bad_channel_url_is_refused_in_one_line(
+    sim: Simulator, redis_server: str, redis_url: str, tmp_path: Path
+) -> None:
+    env = env_with(sim, redis_server, "nosuchscheme://very-secret-token@host")
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 1
+    assert "CREDIT_ALERT_URLS entry 1" in done.stderr
+    assert "very-secret-token" not in done.stderr + done.stdout
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_worker_delivers_to_channels_and_retries_a_failed_one_through_celery(
+    sim: Simulator, rdb: redis.Redis, worker_receiver: Receiver
+) -> None:
+    balance(sim, 2.0)
+    before = len(worker_receiver.posts)
+    worker_receiver.fail_next(2)
+    result: dict[str, Any] = check_credits.delay().get(timeout=30)
+    [alert] = result["alerts"]
+    key = f"openrouter:alerts:{alert['id']}"
+    wait_for(lambda: rdb.hget(key, "channels_ok"), timeout_s=30, what="the channel delivery")
+    posts = worker_receiver.posts[before:]
+    assert [body["type"] for _, body in posts] == ["failure"]
+    assert rdb.hget(key, "channels_failed") == ""
+
+
+def test_load_channels_accepts_an_apprise_config_file(tmp_path: Path, receiver: Receiver) -> None:
+    config = tmp_path / "apprise.txt"
+    config.write_text(f"{receiver.url('/one')}\n{receiver.url('/two')}\n")
+    assert len(load_channels(str(config))) == 2
