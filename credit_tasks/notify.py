@@ -21,7 +21,6 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Outcome:
     """What one delivery attempt did: published on Redis now, and the channels still failing."""

@@ -11,9 +11,9 @@ from celery import Task, shared_task
 from pydantic import SecretStr
 
 from . import history, notify
+from .channels import Channel, load_channels
 from .check import run_check
 from .client import OpenRouterClient
-from .channels import Channel, load_channels
 from .errors import ConfigError, CreditTasksError, StoreError
 from .settings import get_settings
 from .store import Store
