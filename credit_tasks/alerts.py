@@ -76,11 +76,16 @@ def money(value: float | None) -> str:
     return "an unknown amount" if value is None or not math.isfinite(value) else f"${value:,.2f}"
 
 
+def duration(hours: float) -> str:
+    """`19 h`, or `25 min` under an hour."""
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:,.0f} h"
+
+
 def pace(about: About) -> str:
     """`, about 19 h at the last 24 h's pace`, or nothing when there is no projection."""
     if about.runway_hours is None or about.window_hours is None:
         return ""
-    return f", about {about.runway_hours:,.0f} h at the last {about.window_hours:g} h's pace"
+    return f", about {duration(about.runway_hours)} at the last {about.window_hours:g} h's pace"
 
 
 def _key_message(

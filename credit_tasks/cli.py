@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
-from .alerts import About, pace
+from .alerts import About, duration, pace
 from .channels import load_channels
 from .check import EXIT_CODES, CheckResult, run_check
 from .client import OpenRouterClient
@@ -85,7 +85,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         result = run_check(settings, client, store)
     for alert in result.alerts:
         notify.deliver_with_retries(
-            store, alert.as_dict(), channels,
+            store,
+            alert.as_dict(),
+            channels,
             attempts=settings.credit_alert_retry_attempts,
             backoff_s=settings.credit_alert_retry_s,
         )
@@ -162,7 +164,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if rate is not None:
         line += f", burn rate {_money(rate)}/h"
     if runway is not None:
-        line += f", about {float(str(runway)):,.0f} h left at that pace"
+        line += f", about {duration(float(str(runway)))} left at that pace"
     print(line)
     print()
     print(f"{'time (UTC)':<20} {'remaining':>12} {'usage':>12}  status    source")
@@ -183,7 +185,7 @@ def _runway_text(current: dict[str, str], settings: Settings) -> str:
     if not runway or not rate:
         return "not projected (needs two checks with spend in the window)"
     return (
-        f"about {float(runway):,.0f} h at the last {settings.credit_burn_window_hours:g} h's "
+        f"about {duration(float(runway))} at the last {settings.credit_burn_window_hours:g} h's "
         f"pace ({_money(rate)}/h)"
     )
 
