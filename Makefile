@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test lint format check stop-redis clean
+.PHONY: demo run test lint format check stop-redis clean
 
 $(STAMP): pyproject.toml
 	@scripts/ensure-system.sh
@@ -13,12 +13,13 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-## run: watch the real OpenRouter account (needs OPENROUTER_API_KEY): a worker with beat
+## demo: everything on a simulated account, no key needed: Redis, worker, beat, Flower, alerts
+demo: $(STAMP)
+	@$(BIN)/credit-monitor demo $(ARGS)
+
+## run: the same on the real OpenRouter account (needs OPENROUTER_API_KEY, env or .env)
 run: $(STAMP)
-	@if [ -z "$${OPENROUTER_API_KEY:-}" ] && ! grep -qs '^OPENROUTER_API_KEY=.' .env; then \
-	  echo "OPENROUTER_API_KEY is not set: export it or put it in .env" >&2; exit 3; fi
-	@REDIS_URL=$$(scripts/ensure-redis.sh) && export REDIS_URL && \
-	  $(BIN)/credit-monitor check; $(BIN)/credit-monitor monitor
+	@$(BIN)/credit-monitor run $(ARGS)
 
 ## test: the whole suite against a private redis-server, the simulator and a real worker
 test: $(STAMP)
@@ -40,4 +41,4 @@ stop-redis:
 	@-redis-cli -p 6399 shutdown nosave 2>/dev/null; true
 
 clean: stop-redis
-	rm -rf $(VENV) .redis .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .redis .demo .run .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -7,6 +7,7 @@ own broker instead, since they are shared tasks.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from celery import Celery
@@ -43,6 +44,21 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": beat_schedule(settings),
+        **(redbeat_config(settings) if settings.credit_beat_scheduler == "redbeat" else {}),
+    }
+
+
+def redbeat_config(settings: Settings) -> dict[str, Any]:
+    """Beat on RedBeat: the schedule and a leader lock in Redis, so only one beat sends."""
+    # a standby retries the lock this often, and a crashed leader's lock expires after 5 ×
+    max_interval_s = max(1.0, min(30.0, settings.check_interval_s))
+    return {
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_redis_options": {},  # not the broker's transport options, which it would inherit
+        "redbeat_key_prefix": f"{settings.credit_redis_prefix}:redbeat:",
+        "redbeat_lock_timeout": math.ceil(5 * max_interval_s),
+        "beat_max_loop_interval": max_interval_s,
     }
 
 

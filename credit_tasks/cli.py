@@ -23,6 +23,7 @@ from .client import OpenRouterClient
 from .errors import CreditTasksError
 from .rules import Status
 from .settings import Settings, load_settings
+from .stack import add_parsers as add_stack_parsers
 from .store import Store
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="every key of the account, least remaining first")
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
+    add_stack_parsers(sub)  # demo, run
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser
 

@@ -213,7 +213,7 @@ def test_check_json_gives_the_burn_rate_and_runway_or_null(
         second["remaining_usd"] / second["burn_rate_usd_per_hour"], abs=0.006
     )  # rounded to 2 decimals
     line = run_cli(env, "check", cwd=tmp_path).stdout.splitlines()[0]
-    assert "h at the last 24 h's pace" in line
+    assert "at the last 24 h's pace" in line
     assert "runway_hours=" in line
 
 

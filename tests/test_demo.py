@@ -1,0 +1,168 @@
+"""`credit-monitor demo` and `run` end to end: what they show, and what they leave behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from credit_tasks.simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY
+from credit_tasks.stack import parse_duration
+
+from .conftest import BIN, free_port, wait_for
+
+CLEAN_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_", "FLOWER_"))
+}
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process under `pid`, with its command line."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: dict[int, str] = {}
+    todo = list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        try:
+            found[child] = (Path("/proc") / str(child) / "cmdline").read_bytes().decode()
+        except OSError:
+            continue
+        todo += parents.get(child, [])
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's bookkeeping is left
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("40s", 40), ("40", 40), ("1.5m", 90), ("2h", 7200)])
+def test_durations_read_as_seconds(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    flower_port = free_port()
+    argv = ["demo", "--for", "50s", "--pace", "5", "--flower-port", str(flower_port)]
+    proc = subprocess.Popen(
+        [str(BIN / "credit-monitor"), *argv],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    started: dict[int, str] = {}
+    try:
+        status = wait_for(
+            lambda: (
+                next((line for line in lines if " status" in line), None) or proc.poll() is not None
+            ),
+            30,
+            "the demo to say where to look",
+        )
+        assert proc.poll() is None, "".join(lines)
+        redis_url = re.search(r"REDIS_URL=(\S+)", status)[1]  # type: ignore[index]
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe("openrouter-alerts")
+        message = wait_for(lambda: pubsub.get_message(timeout=0.5), 45, "an alert on the channel")
+        alert = json.loads(message["data"])
+        assert alert["type"] == "warning"
+
+        flower_line = next(line for line in lines if "Flower" in line)
+        password = re.search(r"password (\S+)\)", flower_line)[1]  # type: ignore[index]
+        flower = f"http://127.0.0.1:{flower_port}/api/workers"
+        assert httpx.get(flower, timeout=5).status_code == 401
+        assert httpx.get(flower, auth=("admin", password), timeout=5).status_code == 200
+
+        started = descendants(proc.pid)
+        for name in ("redis-server", "worker --beat", "flower"):
+            assert any(name in cmd.replace("\0", " ") for cmd in started.values()), started
+        pubsub.close()
+        client.close()
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:  # an assertion failed above: still stop it as Ctrl-C would
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    reader.join(5)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    output = "".join(lines)
+    assert [pid for pid in started if alive(pid)] == []
+    assert re.search(r"check  ok +\$\d+\.\d\d left", output)
+    assert "ALERT  warning   OpenRouter credits are low" in output
+    assert "nothing started here is left running" in output
+    assert "Traceback" not in output
+    assert DEFAULT_API_KEY not in output and DEFAULT_MANAGEMENT_KEY not in output
+    assert (tmp_path / ".demo" / "logs" / "worker.log").stat().st_size > 0
+
+
+def test_run_without_a_key_says_so_in_one_line_and_points_to_the_demo(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "credit-monitor"), "run"],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 3
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "OPENROUTER_API_KEY is not set" in done.stderr and "make demo" in done.stderr
+    assert not (tmp_path / ".run").exists()
+
+
+def test_the_demo_refuses_a_busy_flower_port_in_one_line_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [str(BIN / "credit-monitor"), "demo", "--flower-port", str(port)],
+            cwd=tmp_path,
+            env=CLEAN_ENV,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 3
+    assert done.stderr == (
+        f"credit-monitor: port {port} is busy (another Flower or demo?): stop it, "
+        "or pass --flower-port PORT\n"
+    )
+    assert not (tmp_path / ".demo").exists()
