@@ -25,6 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## bench: history at scale, cost per check, alert latency; a table and bench/results.json
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
 ## lint: ruff and mypy, as CI runs them
 lint: $(STAMP)
 	$(BIN)/ruff check .

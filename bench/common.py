@@ -1,0 +1,234 @@
+"""What every benchmark shares: a private redis-server, the simulator, settings and statistics.
+
+Each benchmark owns Redis databases of its own (numbered here, in one place), so one never
+measures or flushes another's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from credit_tasks.settings import Settings
+from credit_tasks.simulator import Simulator
+
+API_KEY = "sk-or-v1-bench-ordinary-0123456789abcdef0123456789abcdef"
+MANAGEMENT_KEY = "sk-or-v1-bench-management-fedcba9876543210fedcba9876543210"
+BIN = Path(sys.executable).parent
+
+DB_STREAM = 2  # history: the project's stream timeline
+DB_BASELINE = 3  # history: the original hash-per-entry layout
+DB_RETENTION = 4  # history: a year written past the retention
+DB_CHECK = 5  # cost per check
+DB_LATENCY = 6  # alert latency: the worker's data
+DB_BROKER = 7  # alert latency: the worker's broker and results
+
+T = TypeVar("T")
+
+
+class BenchError(Exception):
+    """A benchmark could not run; the message says what to fix."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Poll `predicate` until it returns something truthy, or raise BenchError."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
+    """Terminate a process this bench started, then its whole session if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            # started with start_new_session: the group is ours (a worker and its pool)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout_s)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The bench's own redis-server and simulator."""
+
+    redis_base: str  # redis://127.0.0.1:<port>, without a db
+    redis_pid: int
+    sim: Simulator
+
+    def url(self, db: int) -> str:
+        return f"{self.redis_base}/{db}"
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@contextlib.contextmanager
+def services() -> Iterator[Services]:
+    """Start redis-server on a free port (data in a temp dir) and the simulator; stop both."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is not installed: run `make bench` (it installs it)")
+    with tempfile.TemporaryDirectory(prefix="credit-bench-") as workdir:
+        port = free_port()
+        # no persistence: the bench measures memory and reads, never the disk
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir]
+        argv += ["--save", "", "--appendonly", "no"]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            client = redis.Redis(port=port)
+            try:
+                wait_for(
+                    lambda: proc.poll() is not None or _pings(client), 10, "redis-server to start"
+                )
+            finally:
+                client.close()
+            if proc.poll() is not None:
+                raise BenchError(f"redis-server exited at start (code {proc.returncode})")
+            with Simulator() as sim:
+                yield Services(f"redis://127.0.0.1:{port}", proc.pid, sim)
+        finally:
+            stop_process(proc)
+
+
+def prime(sim: Simulator, balance_usd: float) -> None:
+    """The simulator reset to one ordinary key (no cap), a management key and a balance."""
+    sim.reset()
+    set_balance(sim, balance_usd)
+    sim.add_key(API_KEY, name="Bench")
+    sim.add_key(MANAGEMENT_KEY, name="Bench management", management=True)
+
+
+def set_balance(sim: Simulator, balance_usd: float) -> None:
+    sim.set_account(total_credits=balance_usd + 1.0, total_usage=1.0)
+
+
+def bench_settings(sim: Simulator, redis_url: str, **overrides: Any) -> Settings:
+    """Settings for a check against the simulator, built directly (no environment)."""
+    values: dict[str, Any] = {
+        "openrouter_api_key": API_KEY,
+        "openrouter_management_key": MANAGEMENT_KEY,
+        "openrouter_base_url": sim.base_url,
+        "redis_url": redis_url,
+        "credit_retry_attempts": 2,
+        "credit_retry_budget_s": 5.0,
+        "credit_http_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def flushdb(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def percentile(samples: list[float], pct: int) -> float:
+    """The `pct`-th percentile, interpolated; a single sample is its own percentile."""
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, float | int]:
+    """Median, p95, mean, min and max of durations in seconds, as milliseconds."""
+    if not samples_s:
+        raise BenchError("no samples to summarize")
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 4),
+        "p95_ms": round(percentile(ms, 95), 4),
+        "mean_ms": round(statistics.fmean(ms), 4),
+        "min_ms": round(min(ms), 4),
+        "max_ms": round(max(ms), 4),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    return None
+
+
+def machine(redis_url: str) -> dict[str, object]:
+    """The machine and versions the figures come from."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        server: Any = client.info("server")
+        memory: Any = client.info("memory")
+    finally:
+        client.close()
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": _cpu_model(),
+        "memory_gib": _memory_gib(),
+        "os": f"{platform.system()} {platform.release()}",
+        # other work on the machine shows up as noise in every figure
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "redis_server": server["redis_version"],
+        "redis_allocator": memory.get("mem_allocator", "unknown"),
+        "redis_py": metadata.version("redis"),
+        "hiredis": _version_or_none("hiredis"),
+        "celery": metadata.version("celery"),
+        "httpx": metadata.version("httpx"),
+    }
+
+
+def _version_or_none(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
