@@ -38,6 +38,7 @@ DB_RETENTION = 4  # history: a year written past the retention
 DB_CHECK = 5  # cost per check
 DB_LATENCY = 6  # alert latency: the worker's data
 DB_BROKER = 7  # alert latency: the worker's broker and results
+DB_KEYS = 8  # 10,000 keys
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import check_cost, history, latency, table
+from . import check_cost, history, keys, latency, table
 from .common import BenchError, machine, services
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -31,6 +31,8 @@ class Sizes:
     retention_days: float
     check_reps: int
     crossings: int
+    keys: int
+    keys_reps: int
 
 
 FULL = Sizes(
@@ -40,6 +42,8 @@ FULL = Sizes(
     retention_days=history.DEFAULT_RETENTION_DAYS,
     check_reps=300,
     crossings=60,
+    keys=10_000,  # 101 pages of /keys with the bench's own key
+    keys_reps=5,
 )
 SMOKE = Sizes(
     points=2_000,
@@ -48,6 +52,8 @@ SMOKE = Sizes(
     retention_days=0.25,  # 360 points, so 2,000 writes go well past it
     check_reps=3,
     crossings=2,
+    keys=250,  # 3 pages
+    keys_reps=2,
 )
 
 
@@ -98,11 +104,13 @@ def run_all(sizes: Sizes, out: Path, *, progress: bool = True) -> dict[str, Any]
         cost = check_cost.run(svc, reps=sizes.check_reps)
         say(f"alert latency: {sizes.crossings} crossings through a worker …")
         alert = latency.run(svc, crossings=sizes.crossings)
+        say(f"{sizes.keys:,} keys: checks of a management key with a fleet of capped keys …")
+        fleet = keys.run(svc, keys=sizes.keys, reps=sizes.keys_reps, say=say)
     results["benchmarks"] = {
         "history": hist,
         "check_cost": cost,
         "alert_latency": alert,
-        "keys_10k": {"status": table.KEYS_PLACEHOLDER},
+        "keys_10k": fleet,
     }
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["table"] = table.rows(results)

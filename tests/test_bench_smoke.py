@@ -77,6 +77,8 @@ def test_the_smoke_run_writes_the_results_it_returns(smoke: dict[str, Any]) -> N
         "retention_days": 0.25,
         "check_reps": 3,
         "crossings": 2,
+        "keys": 250,
+        "keys_reps": 2,
     }
     assert written["machine"]["nproc"] >= 1 and written["machine"]["redis_server"]
 
@@ -122,11 +124,34 @@ def test_alert_latency_times_each_crossing_through_the_worker(smoke: dict[str, A
     assert math.isfinite(a["beyond_api_p95_ms"])
 
 
-def test_the_10000_keys_benchmark_is_a_marked_placeholder(smoke: dict[str, Any]) -> None:
-    results = smoke["results"]
-    assert results["benchmarks"]["keys_10k"] == {"status": table.KEYS_PLACEHOLDER}
-    assert table.KEYS_PLACEHOLDER == "not yet built: needs the per-key checks"
-    assert any(r["credit_tasks"] == table.KEYS_PLACEHOLDER for r in results["table"])
+def test_the_keys_benchmark_times_first_and_steady_checks_of_the_whole_fleet(
+    smoke: dict[str, Any],
+) -> None:
+    k = smoke["results"]["benchmarks"]["keys_10k"]
+    assert k["keys"] == 250 and k["pages"] == 3  # the bench's own key tips it into a third
+    assert k["alerts_first"] == 30  # 3 critical and 7 warning in every 100
+    for way in ("first", "steady", "floor"):
+        assert k[way]["n"] == 2 and _positive(k[way]["median_ms"])
+    assert _positive(k["ratio_first"]) and _positive(k["ratio_steady"])
+
+
+def test_the_keys_benchmark_counts_round_trips_at_three_fleet_sizes(
+    smoke: dict[str, Any],
+) -> None:
+    k = smoke["results"]["benchmarks"]["keys_10k"]
+    assert [(c["keys"], c["pages"]) for c in k["counted"]] == [(2, 1), (25, 1), (250, 3)]
+    for c in k["counted"]:
+        for which in ("first", "steady"):
+            figures = c[which]
+            assert figures["redis_round_trips"] >= 1 and figures["redis_commands"] >= 1
+            assert figures["http_requests"] == c["pages"] + 2  # /key, /credits, the pages
+            assert _positive(figures["wall_ms"]) and _positive(figures["http_ms"])
+            assert _positive(figures["redis_ms"]) and _positive(figures["list_keys_ms"])
+            parts = figures["http_ms"] + figures["redis_ms"] + figures["python_ms"]
+            assert math.isclose(parts, figures["wall_ms"], abs_tol=0.01)
+        # a first check writes what it alerts about; a steady one writes no alert
+        assert c["first"]["redis_commands"] > c["steady"]["redis_commands"]
+    assert isinstance(k["round_trips_flat"], bool)
 
 
 def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str, Any]) -> None:
@@ -145,7 +170,7 @@ def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str
     ]
     assert len(text.splitlines()) == len(rows) + 2
     targeted = [r for r in rows if r["target"] != "-"]
-    assert len(targeted) == 5 and all(isinstance(r["met"], bool) for r in targeted)
+    assert len(targeted) == 9 and all(isinstance(r["met"], bool) for r in targeted)
     assert all(r["against"] for r in rows)
 
 
