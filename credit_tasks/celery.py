@@ -8,10 +8,12 @@ own broker instead, since they are shared tasks.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from celery import Celery
 
+from .errors import ConfigError
 from .settings import Settings, get_settings
 
 BEAT_ENTRY = "check-openrouter-credits"
@@ -23,6 +25,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         BEAT_ENTRY: {
             "task": "credit_tasks.check_credits",
             "schedule": settings.check_interval_s,
+            # lets the check skip a second beat's duplicate (see check_credits)
+            "kwargs": {"scheduled": True, "interval_s": settings.check_interval_s},
             # a check still queued when the next is due is worthless: drop it
             "options": {"expires": settings.check_interval_s},
         }
@@ -42,6 +46,19 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
         "enable_utc": True,
         "result_expires": 86400,
         "broker_connection_retry_on_startup": True,
+        # a monitor outlives a Redis outage: reconnect forever (every 30 s at most), never exit
+        "broker_connection_max_retries": None,
+        # A dead worker's unacknowledged send_alert comes back after this (Redis's default:
+        # 1 h). Shorter is not free: a retry waiting out its countdown is unacknowledged too,
+        # and past this it runs twice; send_alert's countdowns stay under 2 min for that.
+        # Living workers look for such messages every 10 s at most, not kombu's 100 s.
+        "broker_transport_options": {
+            "visibility_timeout": settings.credit_visibility_timeout_s,
+            "unacked_restore_interval": max(
+                1, min(10, int(settings.credit_visibility_timeout_s / 3))
+            ),
+            "unacked_restore_throttle": 1,
+        },
         "worker_hijack_root_logger": False,
         "beat_schedule": beat_schedule(settings),
         **(redbeat_config(settings) if settings.credit_beat_scheduler == "redbeat" else {}),
@@ -62,7 +79,18 @@ def redbeat_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _config_or_exit() -> dict[str, Any]:
+    try:
+        return celery_config()
+    except ConfigError as exc:
+        # `celery worker|beat` reads this while parsing its options: one line, not a traceback
+        if "celery.bin.celery" in sys.modules:
+            print(f"credit_tasks: {exc}", file=sys.stderr)
+            raise SystemExit(3) from None
+        raise
+
+
 app = Celery("credit_tasks")
-app.add_defaults(celery_config)
+app.add_defaults(_config_or_exit)
 # celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
 app.config_from_object("celeryconfig", silent=True)

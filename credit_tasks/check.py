@@ -38,6 +38,11 @@ UNKNOWN_BALANCE_HINT = (
     "balance not visible to this key: set OPENROUTER_MANAGEMENT_KEY "
     "(or CREDIT_INITIAL_BALANCE) so the monitor can see it"
 )
+SKIPPED_RUNNING = "skipped: another check is running"
+SKIPPED_SCHEDULED = (
+    "skipped: a scheduled check ran less than half an interval ago "
+    "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
+)
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
 
 
@@ -124,17 +129,24 @@ def lock_timeout_s(settings: Settings) -> float:
 
 
 def run_check(
-    settings: Settings, client: OpenRouterClient, store: Store, now: datetime | None = None
+    settings: Settings,
+    client: OpenRouterClient,
+    store: Store,
+    now: datetime | None = None,
+    *,
+    scheduled_every_s: float | None = None,
 ) -> CheckResult:
-    """Run one check unless another is running; expected failures end in the result."""
+    """Run one check unless another is running; expected failures end in the result.
+
+    A scheduled check (`scheduled_every_s`, the beat interval) is also skipped when another
+    scheduled check started less than half an interval ago: a second beat sends one too.
+    """
     now = now or datetime.now(UTC)
+    if scheduled_every_s is not None and not store.claim_scheduled(scheduled_every_s / 2):
+        return _skipped(store, now, SKIPPED_SCHEDULED)
     with store.check_lock(lock_timeout_s(settings)) as acquired:
         if not acquired:
-            stored = store.current().get("status") or Status.UNKNOWN.value
-            log.info("check skipped: another check is running")
-            return CheckResult(
-                Status(stored), now, skipped=True, note="skipped: another check is running"
-            )
+            return _skipped(store, now, SKIPPED_RUNNING)
         try:
             snapshot = client.fetch_snapshot(now)
         except FetchError as exc:
@@ -148,6 +160,12 @@ def run_check(
             keys_error = f"keys not checked: {exc}"
             log.warning("%s", keys_error)
         return _observed(settings, store, now, snapshot, keys, keys_error)
+
+
+def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
+    stored = store.current().get("status") or Status.UNKNOWN.value
+    log.info("check %s", note)
+    return CheckResult(Status(stored), now, skipped=True, note=note)
 
 
 def _new_id() -> str:

@@ -167,7 +167,7 @@ class OpenRouterClient:
             timeout_s = settings.credit_http_timeout_s
             http = httpx.Client(
                 base_url=settings.openrouter_base_url,
-                timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+                timeout=httpx.Timeout(timeout_s, connect=self._connect_timeout_s()),
                 headers={"User-Agent": f"credit-tasks/{_VERSION}"},
             )
         self._http = http
@@ -204,7 +204,7 @@ class OpenRouterClient:
             limit_usd=key.limit,
             limit_remaining_usd=limit_remaining,
             account_balance_usd=None,
-            key_label=key.label,
+            key_label=self._scrub_label(key.label),
             is_free_tier=key.is_free_tier,
         )
         try:
@@ -249,8 +249,8 @@ class OpenRouterClient:
                 keys.append(
                     KeyInfo(
                         item.hash,
-                        item.name,
-                        item.label,
+                        self._scrub_label(item.name) or "",
+                        self._scrub_label(item.label) or "",
                         item.limit,
                         remaining,
                         item.usage,
@@ -356,6 +356,10 @@ class OpenRouterClient:
             )
         raise FetchError(f"OpenRouter answered {what} for /{path}: check OPENROUTER_BASE_URL")
 
+    def _scrub_label(self, text: str | None) -> str | None:
+        # OpenRouter masks labels; a server that echoes a whole key must not get it stored
+        return None if text is None else self._scrub(text)
+
     def _scrub(self, text: str) -> str:
         """Server text made safe for a one-line message: no secrets, no newlines, short."""
         for secret in (self._api_key, self._settings.openrouter_management_key):
@@ -377,7 +381,7 @@ class OpenRouterClient:
 
     def _give_up(self, state: RetryCallState) -> NoReturn:
         exc = state.outcome.exception() if state.outcome else None
-        what = exc.what if isinstance(exc, _Transient) else type(exc).__name__
+        what = exc.what if isinstance(exc, _Transient) else self._transport_error(exc)
         if state.attempt_number < self._settings.credit_retry_attempts:
             what += (
                 f"; the next try in {state.upcoming_sleep:.1f} s would pass the "
@@ -390,6 +394,25 @@ class OpenRouterClient:
         )
         # the one place where httpx errors become ours
         raise ApiUnavailable(message) from exc
+
+    def _transport_error(self, exc: BaseException | None) -> str:
+        """An httpx error and what it means: `ReadTimeout, no answer within 10 s (…)`."""
+        name = type(exc).__name__
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"{name}, no connection within {self._connect_timeout_s():g} s"
+        if isinstance(exc, httpx.TimeoutException):
+            timeout_s = self._settings.credit_http_timeout_s
+            return f"{name}, no answer within {timeout_s:g} s (CREDIT_HTTP_TIMEOUT_S)"
+        if isinstance(exc, httpx.ConnectError):
+            # "[Errno 111] Connection refused" -> "Connection refused"
+            reason = str(exc).split("] ")[-1] or "failed"
+            return f"{name}, cannot connect: {self._scrub(reason)}"
+        if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError):
+            return f"{name}, the connection broke before a full answer"
+        return name
+
+    def _connect_timeout_s(self) -> float:
+        return min(5.0, self._settings.credit_http_timeout_s)
 
 
 def _spent_s(state: RetryCallState) -> float:

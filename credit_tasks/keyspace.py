@@ -30,6 +30,11 @@ class Keyspace:
         return f"{self.prefix}:monitoring:lock"
 
     @property
+    def scheduled_guard(self) -> str:
+        """Held for half an interval by each scheduled check, so a second beat's is skipped."""
+        return f"{self.prefix}:monitoring:scheduled"
+
+    @property
     def alerts_list(self) -> str:
         return f"{self.prefix}:alerts:list"
 

@@ -44,6 +44,9 @@ _ALLOWED = {
     "credit_retry_attempts": "a whole number >= 1, e.g. 4",
     "credit_retry_budget_s": "a number of seconds > 0, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
+    "credit_visibility_timeout_s": "a number of seconds > 0, e.g. 300",
+    "openrouter_api_key": "the key as OpenRouter shows it once (sk-or-v1-...), without spaces",
+    "openrouter_management_key": "a management key (sk-or-v1-...) without spaces, or empty",
 }
 _SECRET_FIELDS = {"openrouter_api_key", "openrouter_management_key", "credit_alert_urls"}
 _URL_FIELDS = {"openrouter_base_url", "redis_url", "celery_broker_url", "celery_result_backend"}
@@ -103,6 +106,8 @@ class Settings(BaseSettings):
     # "redbeat" keeps the schedule and a leader lock in Redis, so standby beats can run
     credit_beat_scheduler: Literal["file", "redbeat"] = "file"
     flower_basic_auth: SecretStr | None = None  # user:password[,user:password] for Flower
+    # how long an unacknowledged task waits before the Redis broker gives it to another worker
+    credit_visibility_timeout_s: float = Field(300.0, gt=0)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -110,6 +115,20 @@ class Settings(BaseSettings):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("not a finite number")
         return value
+
+    @field_validator("openrouter_api_key", "openrouter_management_key", mode="after")
+    @classmethod
+    def _header_safe_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # a key goes into an HTTP header: a stray space or newline from .env would otherwise
+        # look like an OpenRouter outage, and a non-ASCII character would crash the request
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        if not key:
+            return None
+        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+            raise ValueError("not a key")
+        return SecretStr(key)
 
     @field_validator("openrouter_base_url")
     @classmethod

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 from redis.lock import Lock
@@ -75,7 +76,10 @@ class Store:
         self.keys = keys
         self.retention_s = retention_s
         self.cooldown_s = cooldown_s
-        self._where = redact_url(url)
+        # without the query: redis-py also takes ?password=..., which redact_url leaves alone
+        self._where = redact_url(url).split("?", 1)[0]
+        parts = urlsplit(url)
+        self._has_password = parts.password is not None or "password=" in parts.query
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -92,10 +96,20 @@ class Store:
 
     def _error(self, exc: redis.RedisError) -> StoreError:
         if isinstance(exc, redis.AuthenticationError):
+            if not self._has_password:  # NOAUTH: the URL carries no password at all
+                return StoreError(
+                    f"Redis at {self._where} requires a password: put it in REDIS_URL "
+                    "as redis://:PASSWORD@host:port/db"
+                )
             return StoreError(f"Redis at {self._where} refused the password: fix it in REDIS_URL")
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
             # "Error 111 connecting to host:6379. Connection refused." -> "Connection refused"
             reason = str(exc).rstrip(".").split(". ")[-1] or type(exc).__name__
+            if "CERTIFICATE_VERIFY_FAILED" in reason:
+                return StoreError(
+                    f"Redis at {self._where} sent a TLS certificate that does not verify "
+                    f"({reason}): add ?ssl_ca_certs=/path/to/ca.pem to REDIS_URL"
+                )
             return StoreError(
                 f"Redis at {self._where} is unreachable ({reason}): start redis-server "
                 "or set REDIS_URL"
@@ -118,6 +132,12 @@ class Store:
     @_translated
     def ping(self) -> None:
         self.redis.ping()
+
+    @_translated
+    def claim_scheduled(self, hold_s: float) -> bool:
+        """Claim this interval's scheduled check; False when another claimed it < hold_s ago."""
+        hold_ms = max(1, int(hold_s * 1000))
+        return bool(self.redis.set(self.keys.scheduled_guard, "1", nx=True, px=hold_ms))
 
     @contextmanager
     def check_lock(self, timeout_s: float) -> Iterator[bool]:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Task, shared_task
+from kombu.exceptions import OperationalError
 from pydantic import SecretStr
 
 from . import history, notify
@@ -19,6 +20,10 @@ from .settings import get_settings
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+# A retry waiting out its countdown is an unacknowledged message: keep countdowns well under
+# CREDIT_VISIBILITY_TIMEOUT_S (default 300 s), or the Redis broker hands it out twice.
+RETRY_MAX_S = 120
 
 
 @lru_cache(maxsize=1)
@@ -33,18 +38,45 @@ def _client() -> OpenRouterClient:
 
 
 @shared_task(name="credit_tasks.check_credits")
-def check_credits() -> dict[str, object]:
-    """Check the balance, record it, and dispatch `send_alert` for each alert due."""
+def check_credits(scheduled: bool = False, interval_s: float | None = None) -> dict[str, object]:
+    """Check the balance, record it, and dispatch `send_alert` for each alert due.
+
+    Beat sends `scheduled=True` and its interval: such a check is skipped when another
+    scheduled check started less than half an interval ago (a second beat). A `.delay()`
+    check never is.
+    """
     now = datetime.now(UTC)
     try:
-        result = run_check(get_settings(), _client(), _store(), now)
+        settings = get_settings()
+        every_s = (interval_s or settings.check_interval_s) if scheduled else None
+        result = run_check(settings, _client(), _store(), now, scheduled_every_s=every_s)
     except CreditTasksError as exc:
         # an expected failure (Redis away, bad settings): one line, and the next beat retries
         log.error("check_credits failed: %s", exc)
         return {"status": "unknown", "checked_at": now.isoformat(), "error": str(exc)}
     for alert in result.alerts:
-        send_alert.delay(alert.as_dict())
+        _dispatch(alert.as_dict())
     return result.as_dict()
+
+
+def _dispatch(alert: dict[str, Any]) -> None:
+    """Queue `send_alert`; when the broker refuses, deliver here: the alert is committed."""
+    try:
+        send_alert.delay(alert)
+        return
+    except OperationalError:
+        # its text may name the broker URL; the cooldown would otherwise swallow this alert
+        log.error("send_alert not queued (broker unreachable): delivering %s here", alert["id"])
+    try:
+        channels = _channels()
+    except ConfigError:
+        channels = []  # send_alert would record why; the Redis channel still gets it
+    try:
+        outcome = notify.deliver(_store(), alert, channels)
+        if outcome.failed:  # no queue to retry through: say so on the record
+            notify.give_up(_store(), alert, outcome.failed, attempts=1)
+    except CreditTasksError as exc:
+        log.error("alert %s could not be delivered: %s", alert["id"], exc)
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +95,7 @@ def _secret(value: SecretStr | None) -> str | None:
     reject_on_worker_lost=True,
     autoretry_for=(StoreError,),
     retry_backoff=True,
-    retry_backoff_max=300,
+    retry_backoff_max=RETRY_MAX_S,
     max_retries=8,
 )
 def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
@@ -84,7 +116,7 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
     if outcome.failed:
         attempts = settings.credit_alert_retry_attempts
         if self.request.retries + 1 < attempts:
-            delay_s = settings.credit_alert_retry_s * 2**self.request.retries
+            delay_s = min(settings.credit_alert_retry_s * 2**self.request.retries, RETRY_MAX_S)
             raise self.retry(countdown=delay_s, max_retries=attempts)
         notify.give_up(store, alert, outcome.failed, attempts)
     return {

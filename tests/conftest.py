@@ -246,3 +246,55 @@ def worker(
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+class RedisProcess:
+    """A redis-server of one test's own, on a fixed port so it can be stopped and restarted."""
+
+    def __init__(self, workdir: Path, args: tuple[str, ...], tls: bool = False) -> None:
+        self.port = free_port()
+        self.workdir, self.args, self.tls = workdir, args, tls
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisProcess:
+        ports = ("--port", "0", "--tls-port") if self.tls else ("--port",)
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                *ports,
+                str(self.port),
+                *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                *("--dir", str(self.workdir), *self.args),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        proc = self.proc
+        wait_for(lambda: proc.poll() is not None or _listens(self.port), what="redis-server")
+        assert proc.poll() is None, f"redis-server {' '.join(self.args)} did not start"
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """Start redis-servers of this test's own: `own_redis("--requirepass", "pw", tls=False)`."""
+    started: list[RedisProcess] = []
+
+    def start(*args: str, tls: bool = False) -> RedisProcess:
+        server = RedisProcess(tmp_path, args, tls).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
