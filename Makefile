@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo run test lint format check stop-redis clean
+.PHONY: demo run test lint format check clean
 
 $(STAMP): pyproject.toml
 	@scripts/ensure-system.sh
@@ -42,8 +42,5 @@ format: $(STAMP)
 
 check: lint test
 
-stop-redis:
-	@-redis-cli -p 6399 shutdown nosave 2>/dev/null; true
-
-clean: stop-redis
+clean:
 	rm -rf $(VENV) .redis .demo .run .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -239,7 +239,7 @@ def counted(svc: Services, count: int, reps: int) -> dict[str, Any]:
         with OpenRouterClient(settings, http) as api:
             for name in ("list_keys", "fetch_snapshot"):
                 _phase(api, name, phases)
-            for name in ("apply", "record_keys"):
+            for name in ("apply", "queue_keys"):
                 _phase(store, name, phases)
             for i in range(WARMUP + reps):
                 _fresh(store, settings)

@@ -10,6 +10,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .alerts import About, Alert, build_alert
 from .client import KeyInfo, OpenRouterClient, Snapshot
@@ -285,17 +286,20 @@ def _observed(
             )
         return new, alerts
 
-    alerts = store.apply(subjects, decide) if subjects else []
+    key_rows: list[KeyStatus] = []
+
+    def record(pipe: Any) -> dict[str, str]:
+        # the check's own writes go into the decision's transaction: one round trip for all
+        status = statuses.get(ACCOUNT, Status.UNKNOWN)
+        extra = {"burn_rate_usd_per_hour": _round(rate, 6), "runway_hours": _round(runway, 2)}
+        point = store.queue_success(pipe, snapshot.as_dict(), status.value, now, extra)
+        key_rows[:] = [KeyStatus(k, statuses.get(f"key:{k.hash}", Status.OK)) for k in keys or []]
+        if keys is not None:
+            store.queue_keys(pipe, {row.key.hash: row.as_dict() for row in key_rows})
+        return point
+
+    alerts = store.apply(subjects, decide, record)
     status = statuses.get(ACCOUNT, Status.UNKNOWN)
-    store.record_success(
-        snapshot.as_dict(),
-        status.value,
-        now,
-        extra={"burn_rate_usd_per_hour": _round(rate, 6), "runway_hours": _round(runway, 2)},
-    )
-    key_rows = [KeyStatus(k, statuses.get(f"key:{k.hash}", Status.OK)) for k in keys or []]
-    if keys is not None:
-        store.record_keys({row.key.hash: row.as_dict() for row in key_rows})
     note = UNKNOWN_BALANCE_HINT if remaining is None else None
     if keys_error:
         note = f"{note}; {keys_error}" if note else keys_error

@@ -29,6 +29,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 Decide = Callable[[dict[str, AlertState]], tuple[dict[str, AlertState], list[Alert]]]
+# queues more writes into a decision's transaction; returns the timeline point it added, if any
+Writes = Callable[[Any], dict[str, str] | None]
 SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
 
 
@@ -164,8 +166,20 @@ class Store:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Store the snapshot as current, reset the failure count and add a timeline point."""
-        current = {k: _text(v) for k, v in (snapshot | (extra or {})).items()} | {"status": status}
         pipe = self.redis.pipeline()
+        point = self.queue_success(pipe, snapshot, status, now, extra)
+        self._execute(pipe, point)
+
+    def queue_success(
+        self,
+        pipe: Any,
+        snapshot: dict[str, Any],
+        status: str,
+        now: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """Queue the writes of a successful check on `pipe`; returns the timeline point."""
+        current = {k: _text(v) for k, v in (snapshot | (extra or {})).items()} | {"status": status}
         pipe.hset(self.keys.current, mapping=current)
         pipe.hset(
             self.keys.monitoring_status,
@@ -177,33 +191,41 @@ class Store:
                 "last_status": status,
             },
         )
+        point = {
+            "r": current.get("remaining_usd", ""),
+            "u": current.get("usage_usd", ""),
+            "s": status,
+            "src": current.get("source", ""),
+        }
         pipe.xadd(
             self.keys.timeline,
-            {
-                "r": _text(snapshot.get("remaining_usd")),
-                "u": _text(snapshot.get("usage_usd")),
-                "s": status,
-                "src": _text(snapshot.get("source")),
-            },
+            point,
             id=f"{_ms(now)}-*",
             minid=_ms(now) - int(self.retention_s * 1000),
             approximate=True,
         )
-        try:
-            pipe.execute()
-        except redis.ResponseError as exc:
-            if "equal or smaller" not in str(exc):
-                raise
-            # a worker with a clock behind the last point: fall back to the server's time
-            self.redis.xadd(
-                self.keys.timeline,
-                {
-                    "r": current["remaining_usd"],
-                    "u": current["usage_usd"],
-                    "s": status,
-                    "src": current.get("source", ""),
-                },
+        return point
+
+    def queue_keys(self, pipe: Any, rows: dict[str, dict[str, Any]]) -> None:
+        """Queue the replacement of the per-key table (hash -> figures), one key in all."""
+        pipe.delete(self.keys.keys_current)
+        if rows:
+            pipe.hset(
+                self.keys.keys_current,
+                mapping={h: json.dumps(row) for h, row in rows.items()},
             )
+
+    def _execute(self, pipe: Any, point: dict[str, str] | None) -> list[Any]:
+        """Run `pipe`; the first error is raised once every command has had its turn."""
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, redis.ResponseError)]
+        late = [e for e in errors if "equal or smaller" in str(e)]
+        if late and point is not None:
+            # a worker with a clock behind the last point: fall back to the server's time
+            self.redis.xadd(self.keys.timeline, point)
+        if len(errors) > len(late):
+            raise next(e for e in errors if e not in late)
+        return results
 
     @_translated
     def record_failure(self, now: datetime, error: str, status: str | None = None) -> int:
@@ -231,50 +253,51 @@ class Store:
         return {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
 
     @_translated
-    def apply(self, subjects: list[str], decide: Decide) -> list[Alert]:
+    def apply(
+        self, subjects: list[str], decide: Decide, writes: Writes | None = None
+    ) -> list[Alert]:
         """Run `decide` on the subjects' alert states and commit its result atomically.
 
-        When another check commits first, the transaction is retried on the fresh states,
-        so a transition and its alerts are committed exactly once. The round trips do not
-        grow with the number of subjects.
+        `writes` queues more commands (the check's record) into the same transaction, after
+        `decide` ran. When another check commits first, everything is decided again on the
+        fresh states, so a transition and its alerts are committed exactly once. The round
+        trips do not grow with the number of subjects.
         """
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(self.keys.alert_state)
+                    raws = pipe.hmget(self.keys.alert_state, subjects) if subjects else []
+                    states = {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
+                    new_states, alerts = decide(states)
+                    pipe.multi()
+                    self._queue_decision(pipe, states, new_states, alerts)
+                    point = writes(pipe) if writes else None
+                    self._execute(pipe, point)
+                    return alerts
+                except redis.WatchError:
+                    continue
 
-        def attempt(pipe: Any) -> list[Alert]:
-            raws = pipe.hmget(self.keys.alert_state, subjects) if subjects else []
-            states = {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
-            new_states, alerts = decide(states)
-            changed = {
-                s: json.dumps(st.to_json()) for s, st in new_states.items() if st != states.get(s)
-            }
-            pipe.multi()
-            if changed:
-                pipe.hset(self.keys.alert_state, mapping=changed)
-            for alert in alerts:
-                self._queue_record(pipe, alert)
-                if alert.type is not AlertType.RESOLVED:
-                    pipe.set(
-                        self.keys.alert_last(alert.type.value, alert.subject),
-                        alert.id,
-                        ex=max(1, int(self.cooldown_s)),
-                    )
-            return alerts
-
-        result: list[Alert] = self.redis.transaction(
-            attempt, self.keys.alert_state, value_from_callable=True
-        )
-        return result
-
-    @_translated
-    def record_keys(self, rows: dict[str, dict[str, Any]]) -> None:
-        """Replace the per-key table (hash -> figures) in one key and one round trip."""
-        pipe = self.redis.pipeline()
-        pipe.delete(self.keys.keys_current)
-        if rows:
-            pipe.hset(
-                self.keys.keys_current,
-                mapping={h: json.dumps(row) for h, row in rows.items()},
-            )
-        pipe.execute()
+    def _queue_decision(
+        self,
+        pipe: Any,
+        states: dict[str, AlertState],
+        new_states: dict[str, AlertState],
+        alerts: list[Alert],
+    ) -> None:
+        changed = {
+            s: json.dumps(st.to_json()) for s, st in new_states.items() if st != states.get(s)
+        }
+        if changed:
+            pipe.hset(self.keys.alert_state, mapping=changed)
+        for alert in alerts:
+            self._queue_record(pipe, alert)
+            if alert.type is not AlertType.RESOLVED:
+                pipe.set(
+                    self.keys.alert_last(alert.type.value, alert.subject),
+                    alert.id,
+                    ex=max(1, int(self.cooldown_s)),
+                )
 
     @_translated
     def keys_table(self) -> list[dict[str, Any]]:
