@@ -77,7 +77,9 @@ def money(value: float | None) -> str:
 
 
 def duration(hours: float) -> str:
-    """`19 h`, or `25 min` under an hour."""
+    """`19 h`, `25 min` under an hour, `under a minute` below that."""
+    if hours * 60 < 1:
+        return "under a minute"
     return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:,.0f} h"
 
 
