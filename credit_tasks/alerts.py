@@ -77,17 +77,17 @@ def money(value: float | None) -> str:
 
 
 def duration(hours: float) -> str:
-    """`19 h`, `25 min` under an hour, `under a minute` below that."""
+    """`about 19 h`, `about 25 min` under an hour, `under a minute` below that."""
     if hours * 60 < 1:
         return "under a minute"
-    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:,.0f} h"
+    return f"about {hours * 60:.0f} min" if hours < 1 else f"about {hours:,.0f} h"
 
 
 def pace(about: About) -> str:
     """`, about 19 h at the last 24 h's pace`, or nothing when there is no projection."""
     if about.runway_hours is None or about.window_hours is None:
         return ""
-    return f", about {duration(about.runway_hours)} at the last {about.window_hours:g} h's pace"
+    return f", {duration(about.runway_hours)} at the last {about.window_hours:g} h's pace"
 
 
 def _key_message(

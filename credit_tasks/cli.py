@@ -165,7 +165,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if rate is not None:
         line += f", burn rate {_money(rate)}/h"
     if runway is not None:
-        line += f", about {duration(float(str(runway)))} left at that pace"
+        line += f", {duration(float(str(runway)))} left at that pace"
     print(line)
     print()
     print(f"{'time (UTC)':<20} {'remaining':>12} {'usage':>12}  status    source")
@@ -186,7 +186,7 @@ def _runway_text(current: dict[str, str], settings: Settings) -> str:
     if not runway or not rate:
         return "not projected (needs two checks with spend in the window)"
     return (
-        f"about {duration(float(runway))} at the last {settings.credit_burn_window_hours:g} h's "
+        f"{duration(float(runway))} at the last {settings.credit_burn_window_hours:g} h's "
         f"pace ({_money(rate)}/h)"
     )
 

@@ -219,7 +219,13 @@ def test_a_runway_alert_gives_the_projection_and_its_threshold_in_hours(
 
 @pytest.mark.parametrize(
     ("hours", "text"),
-    [(0.001, "under a minute"), (0.4, "24 min"), (1.0, "1 h"), (19.2, "19 h"), (1500.0, "1,500 h")],
+    [
+        (0.001, "under a minute"),
+        (0.4, "about 24 min"),
+        (1.0, "about 1 h"),
+        (19.2, "about 19 h"),
+        (1500.0, "about 1,500 h"),
+    ],
 )
 def test_a_duration_reads_in_minutes_under_an_hour(hours: float, text: str) -> None:
     from credit_tasks.alerts import duration
