@@ -131,3 +131,33 @@ def test_an_api_outage_is_a_result_not_a_crash(sim: Simulator) -> None:
     result = check_credits.delay().get(timeout=30)
     assert result["status"] == "unknown"
     assert "503" in result["error"]
+
+
+def test_the_worker_checks_every_capped_key_and_alerts_on_the_low_one(
+    sim: Simulator, rdb: redis.Redis, channel: Any
+) -> None:
+    balance(sim, 80.0)
+    low = sim.add_key("sk-or-v1-worker-customer", name="Customer W", limit=10.0, usage=9.9)
+    sim.add_key("sk-or-v1-worker-fine", name="Fine", limit=10.0, usage=1.0)
+    result = check_credits.delay().get(timeout=30)
+    assert result["keys"] == {"checked": 3, "ok": 2, "warning": 0, "critical": 1}
+    [alert] = result["alerts"]
+    key = f"openrouter:alerts:{alert['id']}"
+    wait_for(lambda: rdb.hget(key, "delivered_at"), what="the key alert to be delivered")
+    [message] = messages(channel)
+    assert (message["subject"], message["type"]) == (f"key:{low}", "critical")
+    assert message["key_name"] == "Customer W"
+    assert "sk-or-v1-worker-customer" not in json.dumps(message)
+
+
+def test_the_worker_projects_the_runway_once_two_checks_saw_spend(sim: Simulator) -> None:
+    balance(sim, 500.0)
+    first = check_credits.delay().get(timeout=30)
+    assert first["runway_hours"] is None
+    balance(sim, 499.0)
+    second = check_credits.delay().get(timeout=30)
+    assert second["burn_rate_usd_per_hour"] > 0
+    # a dollar in a split second: a short runway, rounded to 2 decimals in the summary
+    assert second["runway_hours"] == pytest.approx(
+        499.0 / second["burn_rate_usd_per_hour"], abs=0.006
+    )
