@@ -244,7 +244,12 @@ def worker(
     app.log_path = logdir / "worker.log"  # type: ignore[attr-defined]
     yield app
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        # a warm shutdown can wait on the broker for a while; the session is over anyway
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
     log.close()
 
 
