@@ -68,11 +68,7 @@ def _dispatch(alert: dict[str, Any]) -> None:
         # its text may name the broker URL; the cooldown would otherwise swallow this alert
         log.error("send_alert not queued (broker unreachable): delivering %s here", alert["id"])
     try:
-        channels = _channels()
-    except ConfigError:
-        channels = []  # send_alert would record why; the Redis channel still gets it
-    try:
-        outcome = notify.deliver(_store(), alert, channels)
+        outcome = _deliver(_store(), alert)
         if outcome.failed:  # no queue to retry through: say so on the record
             notify.give_up(_store(), alert, outcome.failed, attempts=1)
     except CreditTasksError as exc:
@@ -86,6 +82,19 @@ def _channels() -> list[Channel]:
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def _deliver(store: Store, alert: dict[str, Any]) -> notify.Outcome:
+    """Publish and send `alert`; a bad CREDIT_ALERT_URLS means Redis only, said on the record."""
+    try:
+        channels, error = _channels(), None
+    except ConfigError as exc:
+        log.error("send_alert: %s", exc)
+        channels, error = [], str(exc)
+    outcome = notify.deliver(store, alert, channels)
+    if error:  # after delivery, which writes the record when it is new
+        store.record_delivery_error(str(alert["id"]), error)
+    return outcome
 
 
 @shared_task(
@@ -105,14 +114,7 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
     failed sends only to the channels that failed.
     """
     settings, store = get_settings(), _store()
-    try:
-        channels = _channels()
-    except ConfigError as exc:
-        # publish on Redis all the same; the record says why no person was told
-        log.error("send_alert: %s", exc)
-        channels = []
-        store.record_delivery_error(str(alert["id"]), str(exc))
-    outcome = notify.deliver(store, alert, channels)
+    outcome = _deliver(store, alert)
     if outcome.failed:
         attempts = settings.credit_alert_retry_attempts
         if self.request.retries + 1 < attempts:
