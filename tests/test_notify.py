@@ -36,9 +36,14 @@ def env_with(sim: Simulator, redis_server: str, urls: str) -> dict[str, str]:
     return service_env(sim, redis_server, CREDIT_ALERT_URLS=urls, CREDIT_ALERT_RETRY_S="0.1")
 
 
-def the_alert(rdb: redis.Redis) -> dict[str, str]:
-    [alert_id] = rdb.lrange("openrouter:alerts:list", 0, -1)
-    return dict(rdb.hgetall(f"openrouter:alerts:{alert_id}"))
+def the_alert(rdb: redis.Redis, alert_type: str) -> dict[str, str]:
+    """The one account alert of `alert_type` (the session worker may still be finishing an
+    earlier test's delivery, which writes its own record)."""
+    records = [
+        rdb.hgetall(f"openrouter:alerts:{i}") for i in rdb.lrange("openrouter:alerts:list", 0, -1)
+    ]
+    [record] = [r for r in records if r.get("type") == alert_type and r.get("subject") == "account"]
+    return dict(record)
 
 
 def test_check_sends_the_alert_to_every_channel_with_the_mapped_type(
@@ -60,7 +65,7 @@ def test_check_sends_the_alert_to_every_channel_with_the_mapped_type(
         assert body["type"] == "failure"  # critical maps to Apprise's failure
         assert body["title"] == "OpenRouter credits: CRITICAL"
         assert body["message"].startswith("OpenRouter credits are critical: $3.00 left")
-    record = the_alert(rdb)
+    record = the_alert(rdb, "critical")
     assert len(record["channels_ok"].split(",")) == 2
     assert record["channels_failed"] == ""
 
@@ -80,7 +85,7 @@ def test_a_failing_channel_is_retried_alone_and_the_others_not_repeated(
     run_cli(env, "check", cwd=tmp_path)
     assert receiver.paths() == ["/flaky"]  # two 500s, then delivered once
     assert other.paths() == ["/fine"]  # not repeated while the other was retried
-    record = the_alert(rdb)
+    record = the_alert(rdb, "warning")
     assert len(record["channels_ok"].split(",")) == 2
     assert "delivery_error" not in record
 
@@ -96,7 +101,7 @@ def test_when_retries_run_out_the_failure_is_recorded_and_shown_by_status(
     env = env_with(sim, redis_server, "json://127.0.0.1:1/nobody-listens")
     done = run_cli(env, "check", cwd=tmp_path)
     assert done.returncode == 1
-    record = the_alert(rdb)
+    record = the_alert(rdb, "warning")
     assert record["delivered_at"]  # the Redis channel still got it
     assert "failed after 4 attempts" in record["delivery_error"]
     status = run_cli(env, "status", cwd=tmp_path).stdout
