@@ -9,25 +9,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from .rules import AlertType, Notice, Status, Thresholds
+from .rules import About, AlertType, Due, Notice, Status, Thresholds
 
 TOP_UP_URL = "https://openrouter.ai/settings/credits"
 KEYS_URL = "https://openrouter.ai/settings/keys"
-
-
-@dataclass(frozen=True)
-class About:
-    """What an alert is about, with the figures its message quotes."""
-
-    subject: str = "account"  # "account" or "key:<hash>"
-    remaining_usd: float | None = None
-    source: str | None = None
-    reason: str | None = None  # why the balance cannot be seen
-    runway_hours: float | None = None
-    window_hours: float | None = None
-    key_name: str | None = None
-    key_label: str | None = None
-    limit_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,4 +176,18 @@ def build_alert(
         threshold_hours=hours,
         key_name=about.key_name,
         key_label=about.key_label,
+    )
+
+
+def alert_for(due: Due, *, alert_id: str, now: datetime) -> Alert:
+    """The full alert for an alert the decision calls for."""
+    return build_alert(
+        due.notice,
+        alert_id=alert_id,
+        status=due.status,
+        th=due.thresholds,
+        now=now,
+        about=due.about,
+        percents=due.percents,
+        threshold_hours=due.threshold_hours,
     )

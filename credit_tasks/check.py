@@ -1,5 +1,7 @@
-"""One credit check: fetch, apply the rules, record, and hand back the alerts to deliver.
+"""One credit check: fetch, load, decide, commit, and hand back the alerts to deliver.
 
+No decision is made here: `rules.decide` makes it from what was fetched and loaded. Three
+Redis round trips: `claim` the lock, `load` the states and window, `commit` everything.
 Both faces use it: the `check_credits` task dispatches the alerts to `send_alert`, the
 CLI delivers them in-process through the same `notify.deliver`.
 """
@@ -8,33 +10,30 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from .alerts import About, Alert, build_alert
+from .alerts import Alert, alert_for
 from .client import KeyInfo, OpenRouterClient, Snapshot
 from .errors import FetchError, KeyRejected
 from .history import Point, burn_rate_usd_per_hour, runway_hours
 from .rules import (
-    AlertState,
-    Notice,
+    Decision,
+    Failure,
+    KeyFigures,
+    Observation,
+    Policy,
     Status,
+    Subject,
     Thresholds,
-    as_runway,
-    classify,
-    classify_runway,
-    evaluate,
-    is_unknown,
-    key_thresholds,
+    decide,
+    subjects_of,
 )
 from .settings import Settings
-from .store import Store
+from .store import Commit, Cooldown, Store
 
 log = logging.getLogger(__name__)
 
-ACCOUNT = "account"
-RUNWAY = "account:runway"  # the runway's own alert state; its alerts are about the account
 UNKNOWN_BALANCE_HINT = (
     "balance not visible to this key: set OPENROUTER_MANAGEMENT_KEY "
     "(or CREDIT_INITIAL_BALANCE) so the monitor can see it"
@@ -115,6 +114,19 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def policy(settings: Settings) -> Policy:
+    """The settings the decision applies."""
+    return Policy(
+        thresholds=thresholds(settings),
+        cooldown_s=settings.cooldown_s,
+        key_warning_percent=settings.credit_key_warning_percent,
+        key_critical_percent=settings.credit_key_critical_percent,
+        runway_warning_hours=settings.credit_runway_warning_hours,
+        window_hours=settings.credit_burn_window_hours,
+        unknown_after_failures=settings.credit_unknown_after_failures,
+    )
+
+
 def thresholds(settings: Settings) -> Thresholds:
     return Thresholds(
         warning_usd=settings.credit_warning_threshold,
@@ -143,24 +155,44 @@ def run_check(
     scheduled check started less than half an interval ago: a second beat sends one too.
     """
     now = now or datetime.now(UTC)
-    if scheduled_every_s is not None and not store.claim_scheduled(scheduled_every_s / 2):
-        return _skipped(store, now, SKIPPED_SCHEDULED)
-    with store.check_lock(lock_timeout_s(settings)) as acquired:
-        if not acquired:
-            return _skipped(store, now, SKIPPED_RUNNING)
-        try:
-            snapshot = client.fetch_snapshot(now)
-        except FetchError as exc:
-            return _failed(settings, store, now, exc)
-        keys: list[KeyInfo] | None = None
-        keys_error = None
-        try:
-            keys = client.list_keys(now)
-        except FetchError as exc:
-            # the account figure stands; the key table keeps its last good state
-            keys_error = f"keys not checked: {exc}"
-            log.warning("%s", keys_error)
-        return _observed(settings, store, now, snapshot, keys, keys_error)
+    hold_s = scheduled_every_s / 2 if scheduled_every_s is not None else None
+    claim = store.claim(lock_timeout_s(settings), hold_s)
+    if claim.token is None:
+        return _skipped(
+            store, now, SKIPPED_SCHEDULED if claim.skipped == "scheduled" else SKIPPED_RUNNING
+        )
+    committed = False
+    try:
+        result = _decide_and_commit(settings, store, now, _fetch(client, now), claim.token)
+        committed = True  # the commit freed the lock
+        return result
+    finally:
+        if not committed:
+            store.release(claim.token)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What OpenRouter said in one check: a snapshot and the keys, or why it could not."""
+
+    snapshot: Snapshot | None = None
+    keys: list[KeyInfo] | None = None  # None: not listed (no management key counts as [])
+    keys_error: str | None = None
+    error: FetchError | None = None
+
+
+def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
+    try:
+        snapshot = client.fetch_snapshot(now)
+    except FetchError as exc:
+        return _Seen(error=exc)
+    try:
+        return _Seen(snapshot, client.list_keys(now))
+    except FetchError as exc:
+        # the account figure stands; the key table keeps its last good state
+        keys_error = f"keys not checked: {exc}"
+        log.warning("%s", keys_error)
+        return _Seen(snapshot, keys_error=keys_error)
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
@@ -169,148 +201,104 @@ def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
     return CheckResult(Status(stored), now, skipped=True, note=note)
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _failed(settings: Settings, store: Store, now: datetime, exc: FetchError) -> CheckResult:
-    reason = str(exc)
-    failures = store.record_failure(now, reason)
-    log.warning("check failed (%d in a row): %s", failures, reason)
-    alerts: list[Alert] = []
-    if is_unknown(failures, settings.credit_unknown_after_failures, isinstance(exc, KeyRejected)):
-        store.set_status(Status.UNKNOWN.value)
-        th = thresholds(settings)
-
-        def decide(
-            states: dict[str, AlertState],
-        ) -> tuple[dict[str, AlertState], list[Alert]]:
-            state, notices = evaluate(states[ACCOUNT], Status.UNKNOWN, now, settings.cooldown_s)
-            about = About(reason=reason)
-            return {ACCOUNT: state}, [
-                build_alert(
-                    n, alert_id=_new_id(), status=Status.UNKNOWN, th=th, now=now, about=about
-                )
-                for n in notices
-            ]
-
-        alerts = store.apply([ACCOUNT], decide)
-    return CheckResult(Status.UNKNOWN, now, alerts=alerts, error=reason)
-
-
-def _observed(
-    settings: Settings,
-    store: Store,
-    now: datetime,
-    snapshot: Snapshot,
-    keys: list[KeyInfo] | None,
-    keys_error: str | None,
-) -> CheckResult:
-    remaining = snapshot.remaining_usd
-    rate = runway = None
+def _observe(seen: _Seen, window: list[Point], failures: int, now: datetime) -> Observation:
+    """What the rules get: the check's figures, its projection and keys, or its failure."""
+    if seen.error is not None:
+        rejected = isinstance(seen.error, KeyRejected)
+        return Observation(failure=Failure(str(seen.error), failures + 1, rejected))
+    snapshot = seen.snapshot
+    assert snapshot is not None
+    remaining, rate = snapshot.remaining_usd, None
     if remaining is not None:
-        window = store.history(now - timedelta(hours=settings.credit_burn_window_hours), now)
         here = Point(now, remaining, snapshot.usage_usd, "", snapshot.source)
         rate = burn_rate_usd_per_hour([*window, here])
-        runway = runway_hours(remaining, rate)
-    about = About(
+    keys = tuple(
+        KeyFigures(k.hash, k.name, k.label, k.limit_usd, k.remaining_usd) for k in seen.keys or []
+    )
+    return Observation(
         remaining_usd=remaining,
         source=snapshot.source,
-        runway_hours=runway,
-        window_hours=settings.credit_burn_window_hours,
+        burn_rate_usd_per_hour=rate,
+        runway_hours=runway_hours(remaining, rate),
+        keys=keys,
     )
-    capped = [k for k in keys or [] if k.limit_usd is not None and k.remaining_usd is not None]
-    subjects = [ACCOUNT, RUNWAY] if remaining is not None else []
-    subjects += [f"key:{k.hash}" for k in capped]
-    statuses: dict[str, Status] = {}
 
-    def decide(states: dict[str, AlertState]) -> tuple[dict[str, AlertState], list[Alert]]:
-        statuses.clear()  # a retried transaction decides afresh
-        new: dict[str, AlertState] = {}
-        alerts: list[Alert] = []
 
-        def step(
-            subject: str,
-            status: Status,
-            th: Thresholds,
-            subject_about: About,
-            *,
-            percents: tuple[float, float] | None = None,
-            threshold_hours: float | None = None,
-        ) -> None:
-            statuses[subject] = status
-            new[subject], notices = evaluate(states[subject], status, now, settings.cooldown_s)
-            shown: list[Notice] = as_runway(notices) if threshold_hours is not None else notices
-            alerts.extend(
-                build_alert(
-                    n,
-                    alert_id=_new_id(),
-                    status=status,
-                    th=th,
-                    now=now,
-                    about=subject_about,
-                    percents=percents,
-                    threshold_hours=threshold_hours,
-                )
-                for n in shown
-            )
+def _decide_and_commit(
+    settings: Settings, store: Store, now: datetime, seen: _Seen, token: str
+) -> CheckResult:
+    """Load, decide, commit; decided again on fresh states when another check came first."""
+    the_policy = policy(settings)
+    window_start = now - timedelta(hours=settings.credit_burn_window_hours)
+    # the subjects depend only on what was seen, not on what is loaded
+    subjects = subjects_of(_observe(seen, [], 0, now))
+    while True:
+        loaded = store.load(subjects, window_start, now)
+        observed = _observe(seen, loaded.window, loaded.consecutive_failures, now)
+        decision = decide(observed, loaded.states, the_policy, now)
+        alerts = [alert_for(d, alert_id=_new_id(), now=now) for d in decision.dues]
+        cooldowns = [
+            Cooldown(a.type.value, a.subject, a.id, the_policy.cooldown_s)
+            for a, d in zip(alerts, decision.dues, strict=True)
+            if d.sets_cooldown
+        ]
+        change = _record(seen, observed, decision, now)
+        change = replace(change, states=decision.states, alerts=alerts, cooldowns=cooldowns)
+        if store.commit(change, loaded, token):
+            return _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
 
-        th = thresholds(settings)
-        if remaining is not None:
-            step(ACCOUNT, classify(remaining, states[ACCOUNT].status, th), th, about)
-            # a projection needs two points with spend between them
-            if rate is not None and settings.credit_runway_warning_hours > 0:
-                hours = settings.credit_runway_warning_hours
-                status = classify_runway(
-                    runway, states[RUNWAY].status, hours, settings.credit_recovery_margin
-                )
-                step(RUNWAY, status, th, about, threshold_hours=hours)
-        percents = (settings.credit_key_warning_percent, settings.credit_key_critical_percent)
-        for k in capped:
-            assert k.limit_usd is not None and k.remaining_usd is not None
-            subject = f"key:{k.hash}"
-            kth = key_thresholds(k.limit_usd, *percents, settings.credit_recovery_margin)
-            key_about = About(
-                subject=subject,
-                remaining_usd=k.remaining_usd,
-                key_name=k.name,
-                key_label=k.label,
-                limit_usd=k.limit_usd,
-            )
-            step(
-                subject,
-                classify(k.remaining_usd, states[subject].status, kth),
-                kth,
-                key_about,
-                percents=percents,
-            )
-        return new, alerts
 
-    key_rows: list[KeyStatus] = []
+def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetime) -> Commit:
+    """The check's own record: its figures and keys, or its failure."""
+    if seen.error is not None:
+        # the status turns unknown only once the failures say the balance cannot be seen
+        status = Status.UNKNOWN.value if decision.statuses else None
+        return Commit(now, status, error=str(seen.error))
+    assert seen.snapshot is not None
+    extra = {
+        "burn_rate_usd_per_hour": _round(observed.burn_rate_usd_per_hour, 6),
+        "runway_hours": _round(observed.runway_hours, 2),
+    }
+    keys = None
+    if seen.keys is not None:
+        keys = {row.key.hash: row.as_dict() for row in _key_rows(seen.keys, decision)}
+    return Commit.success(now, decision.status.value, seen.snapshot.as_dict() | extra, keys=keys)
 
-    def record(pipe: Any) -> dict[str, str]:
-        # the check's own writes go into the decision's transaction: one round trip for all
-        status = statuses.get(ACCOUNT, Status.UNKNOWN)
-        extra = {"burn_rate_usd_per_hour": _round(rate, 6), "runway_hours": _round(runway, 2)}
-        point = store.queue_success(pipe, snapshot.as_dict(), status.value, now, extra)
-        key_rows[:] = [KeyStatus(k, statuses.get(f"key:{k.hash}", Status.OK)) for k in keys or []]
-        if keys is not None:
-            store.queue_keys(pipe, {row.key.hash: row.as_dict() for row in key_rows})
-        return point
 
-    alerts = store.apply(subjects, decide, record)
-    status = statuses.get(ACCOUNT, Status.UNKNOWN)
-    note = UNKNOWN_BALANCE_HINT if remaining is None else None
-    if keys_error:
-        note = f"{note}; {keys_error}" if note else keys_error
-    log.info("check %s: %s left (%s)", status.value, remaining, snapshot.source)
+def _key_rows(keys: list[KeyInfo], decision: Decision) -> list[KeyStatus]:
+    return [KeyStatus(k, decision.statuses.get(Subject.key(k.hash), Status.OK)) for k in keys]
+
+
+def _result(
+    seen: _Seen,
+    observed: Observation,
+    decision: Decision,
+    alerts: list[Alert],
+    now: datetime,
+    failures_before: int,
+) -> CheckResult:
+    if seen.error is not None:
+        reason = str(seen.error)
+        log.warning("check failed (%d in a row): %s", failures_before + 1, reason)
+        return CheckResult(Status.UNKNOWN, now, alerts=alerts, error=reason)
+    snapshot = seen.snapshot
+    assert snapshot is not None
+    note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
+    if seen.keys_error:
+        note = f"{note}; {seen.keys_error}" if note else seen.keys_error
+    status = decision.status
+    log.info("check %s: %s left (%s)", status.value, snapshot.remaining_usd, snapshot.source)
     return CheckResult(
         status,
         now,
         snapshot,
         alerts=alerts,
         note=note,
-        burn_rate_usd_per_hour=rate,
-        runway_hours=runway,
-        keys=key_rows,
+        burn_rate_usd_per_hour=observed.burn_rate_usd_per_hour,
+        runway_hours=observed.runway_hours,
+        keys=_key_rows(seen.keys or [], decision),
     )
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex

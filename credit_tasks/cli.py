@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
-from .alerts import About, duration, pace
+from .alerts import duration, pace
 from .channels import load_channels
 from .check import EXIT_CODES, CheckResult, run_check
 from .client import OpenRouterClient
 from .errors import CreditTasksError
-from .rules import Status
+from .rules import About, Status
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
 from .store import Store

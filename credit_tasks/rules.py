@@ -1,12 +1,13 @@
-"""Alert rules: states, recovery, cooldown, runway and the alerts they call for.
+"""Alert rules: states, recovery, cooldown, runway, and the one decision a check makes.
 
 Pure decisions: no Redis, HTTP or Celery here, and the current time is an argument, so
-every rule is a row in a table test. The store applies a decision atomically; the check
-feeds it observations.
+every rule is a row in a table test. `decide` takes everything a check observed, the stored
+alert states and the policy, and returns everything decided; the store commits it atomically.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -189,3 +190,231 @@ def as_runway(notices: list[Notice]) -> list[Notice]:
         elif n.type is AlertType.RESOLVED and n.resolves is AlertType.WARNING:
             out.append(Notice(AlertType.RESOLVED, resolves=AlertType.RUNWAY))
     return out
+
+
+@dataclass(frozen=True, order=True)
+class Subject:
+    """What an alert state is about: the account, its runway, or one key (by hash).
+
+    Stored and published as `account`, `account:runway` or `key:<hash>`; this class is the
+    one place that writes and reads those strings.
+    """
+
+    kind: str  # "account", "runway" or "key"
+    key_hash: str = ""
+
+    def __str__(self) -> str:
+        return f"key:{self.key_hash}" if self.kind == "key" else _SUBJECT_NAMES[self.kind]
+
+    @classmethod
+    def key(cls, key_hash: str) -> Subject:
+        return cls("key", key_hash)
+
+    @classmethod
+    def parse(cls, text: str) -> Subject:
+        if text.startswith("key:") and len(text) > len("key:"):
+            return cls.key(text[len("key:") :])
+        for kind, name in _SUBJECT_NAMES.items():
+            if text == name:
+                return cls(kind)
+        raise ValueError(f"not an alert subject: {text!r}")
+
+
+_SUBJECT_NAMES = {"account": "account", "runway": "account:runway"}
+ACCOUNT = Subject("account")
+RUNWAY = Subject("runway")  # the runway's own alert state; its alerts are about the account
+
+
+@dataclass(frozen=True)
+class About:
+    """What an alert is about, with the figures its message quotes."""
+
+    subject: str = "account"  # str(Subject)
+    remaining_usd: float | None = None
+    source: str | None = None
+    reason: str | None = None  # why the balance cannot be seen
+    runway_hours: float | None = None
+    window_hours: float | None = None
+    key_name: str | None = None
+    key_label: str | None = None
+    limit_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class KeyFigures:
+    """One key of the account as the rules see it."""
+
+    hash: str
+    name: str
+    label: str
+    limit_usd: float | None
+    remaining_usd: float | None
+
+    @property
+    def capped(self) -> bool:
+        return self.limit_usd is not None and self.remaining_usd is not None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A check that could not read the balance: why, and how many failed in a row with it."""
+
+    reason: str
+    consecutive: int
+    key_rejected: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one check saw: the balance, its projection and the keys, or its failure."""
+
+    remaining_usd: float | None = None  # None: no source can see the balance
+    source: str | None = None
+    burn_rate_usd_per_hour: float | None = None  # None: fewer than two points to project from
+    runway_hours: float | None = None
+    keys: tuple[KeyFigures, ...] = ()
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The team's settings that the decision applies."""
+
+    thresholds: Thresholds
+    cooldown_s: float
+    key_warning_percent: float = 20.0
+    key_critical_percent: float = 5.0
+    runway_warning_hours: float = 48.0  # 0: no runway alerts
+    window_hours: float = 24.0
+    unknown_after_failures: int = 3
+
+
+@dataclass(frozen=True)
+class Due:
+    """An alert the decision calls for, with everything its message needs."""
+
+    subject: Subject
+    notice: Notice
+    status: Status
+    about: About
+    thresholds: Thresholds
+    percents: tuple[float, float] | None = None  # a key's (warning, critical) percents
+    threshold_hours: float | None = None  # the runway's threshold
+
+    @property
+    def sets_cooldown(self) -> bool:
+        """Whether a marker should hold this type back for the cooldown (a `resolved` never)."""
+        return self.notice.type is not AlertType.RESOLVED
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a check decided: each subject's next state and status, and the alerts due."""
+
+    states: dict[Subject, AlertState]
+    statuses: dict[Subject, Status]
+    dues: tuple[Due, ...] = ()
+
+    @property
+    def status(self) -> Status:
+        """The account's status; unknown when the check could not decide it."""
+        return self.statuses.get(ACCOUNT, Status.UNKNOWN)
+
+
+def subjects_of(observed: Observation) -> list[Subject]:
+    """The subjects whose stored states a decision on `observed` reads."""
+    if observed.failure is not None:
+        return [ACCOUNT]
+    subjects = [ACCOUNT, RUNWAY] if observed.remaining_usd is not None else []
+    return subjects + [Subject.key(k.hash) for k in observed.keys if k.capped]
+
+
+@dataclass(frozen=True)
+class _Judged:
+    subject: Subject
+    status: Status
+    about: About
+    thresholds: Thresholds
+    percents: tuple[float, float] | None = None
+    threshold_hours: float | None = None
+
+
+def decide(
+    observed: Observation,
+    states: Mapping[Subject, AlertState],
+    policy: Policy,
+    now: datetime,
+) -> Decision:
+    """The whole decision of one check: next states, statuses and the alerts due."""
+    next_states: dict[Subject, AlertState] = {}
+    statuses: dict[Subject, Status] = {}
+    dues: list[Due] = []
+    for judged in _judge(observed, states, policy):
+        previous = states.get(judged.subject, AlertState())
+        state, notices = evaluate(previous, judged.status, now, policy.cooldown_s)
+        next_states[judged.subject] = state
+        statuses[judged.subject] = judged.status
+        if judged.threshold_hours is not None:
+            notices = as_runway(notices)
+        dues.extend(
+            Due(
+                judged.subject,
+                n,
+                judged.status,
+                judged.about,
+                judged.thresholds,
+                judged.percents,
+                judged.threshold_hours,
+            )
+            for n in notices
+        )
+    return Decision(next_states, statuses, tuple(dues))
+
+
+def _judge(
+    observed: Observation, states: Mapping[Subject, AlertState], policy: Policy
+) -> list[_Judged]:
+    """The status each subject is observed in, with the figures and thresholds behind it."""
+    th = policy.thresholds
+
+    def previous(subject: Subject) -> Status:
+        return states.get(subject, AlertState()).status
+
+    failure = observed.failure
+    if failure is not None:
+        if not is_unknown(failure.consecutive, policy.unknown_after_failures, failure.key_rejected):
+            return []
+        return [_Judged(ACCOUNT, Status.UNKNOWN, About(reason=failure.reason), th)]
+    judged: list[_Judged] = []
+    remaining = observed.remaining_usd
+    if remaining is not None:
+        about = About(
+            remaining_usd=remaining,
+            source=observed.source,
+            runway_hours=observed.runway_hours,
+            window_hours=policy.window_hours,
+        )
+        judged.append(_Judged(ACCOUNT, classify(remaining, previous(ACCOUNT), th), about, th))
+        # a projection needs two points with spend between them
+        hours = policy.runway_warning_hours
+        if observed.burn_rate_usd_per_hour is not None and hours > 0:
+            status = classify_runway(
+                observed.runway_hours, previous(RUNWAY), hours, th.recovery_margin
+            )
+            judged.append(_Judged(RUNWAY, status, about, th, threshold_hours=hours))
+    percents = (policy.key_warning_percent, policy.key_critical_percent)
+    for key in observed.keys:
+        if key.limit_usd is None or key.remaining_usd is None:
+            continue
+        subject = Subject.key(key.hash)
+        kth = key_thresholds(key.limit_usd, *percents, th.recovery_margin)
+        key_about = About(
+            subject=str(subject),
+            remaining_usd=key.remaining_usd,
+            key_name=key.name,
+            key_label=key.label,
+            limit_usd=key.limit_usd,
+        )
+        status = classify(key.remaining_usd, previous(subject), kth)
+        judged.append(_Judged(subject, status, key_about, kth, percents=percents))
+    return judged

@@ -1,41 +1,134 @@
 """The Redis store: current snapshot, monitoring status, timeline, alert state and records.
 
 Redis errors are translated here, and only here, into `StoreError` with a line that says
-what to do. Alert decisions are applied in one optimistic transaction (WATCH/MULTI), so
-any number of concurrent checks on any number of workers commits each transition once.
+what to do. A check costs three round trips whatever the number of keys: `claim` (the lock),
+`load` (states, burn window, failure count) and `commit`, a script that compares and sets the
+alert states and writes the rest at once, so any number of concurrent checks on any number
+of workers commits each transition once. The store stores; what to write is decided elsewhere.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
-from redis.lock import Lock
 
 from .alerts import Alert
 from .errors import StoreError
 from .history import Point
 from .keyspace import ALERTS_LIST_CAP, Keyspace
-from .rules import AlertState, AlertType
+from .rules import AlertState, Subject
 from .settings import Settings, redact_url
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-Decide = Callable[[dict[str, AlertState]], tuple[dict[str, AlertState], list[Alert]]]
-# queues more writes into a decision's transaction; returns the timeline point it added, if any
-Writes = Callable[[Any], dict[str, str] | None]
 SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
+_HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has a limit
+
+# The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
+# Sentinel, which is what the monitor supports (not Cluster).
+_COMMIT = """
+local plan = cjson.decode(ARGV[2])
+for _, c in ipairs(plan.cas) do
+  if (redis.call('HGET', KEYS[1], c[1]) or '') ~= c[2] then return 0 end
+end
+local failed
+local function run(cmd)
+  local reply = redis.pcall(unpack(cmd))
+  if type(reply) == 'table' and reply.err then failed = failed or reply.err end
+end
+for _, c in ipairs(plan.cas) do run({'HSET', KEYS[1], c[1], c[3]}) end
+for _, cmd in ipairs(plan.cmds) do run(cmd) end
+local p = plan.point
+if p then
+  local reply = redis.pcall('XADD', p[1], 'MINID', '~', p[2], p[3], unpack(p, 4))
+  if type(reply) == 'table' and reply.err then
+    if string.find(reply.err, 'equal or smaller') then
+      -- a worker whose clock is behind the last point: the server's time instead
+      run({'XADD', p[1], '*', unpack(p, 4)})
+    else
+      failed = failed or reply.err
+    end
+  end
+end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if failed then return redis.error_reply(failed) end
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The check lock's token, or why another check has it (`running` or `scheduled`)."""
+
+    token: str | None
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a check reads before it decides."""
+
+    states: dict[Subject, AlertState]
+    raw: dict[Subject, str | None]  # as stored: the commit compares against it
+    window: list[Point]
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """A marker that holds an alert type back for a subject (the alert's id, for a while)."""
+
+    type: str
+    subject: str
+    alert_id: str
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Everything one check writes: decided states, alerts, cooldowns and its record."""
+
+    now: datetime
+    status: str | None = None  # the monitoring status to record; None leaves it
+    states: dict[Subject, AlertState] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    cooldowns: list[Cooldown] = field(default_factory=list)
+    current: dict[str, str] | None = None  # a successful check's figures
+    point: dict[str, str] | None = None  # its timeline entry
+    keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
+    error: str | None = None  # a failed check's reason
+
+    @classmethod
+    def success(cls, now: datetime, status: str, figures: dict[str, Any], **more: Any) -> Commit:
+        current = {k: _text(v) for k, v in figures.items()} | {"status": status}
+        point = {
+            "r": current.get("remaining_usd", ""),
+            "u": current.get("usage_usd", ""),
+            "s": status,
+            "src": current.get("source", ""),
+        }
+        return cls(now, status, current=current, point=point, **more)
 
 
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
+
+
+def _px(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _text(value: object) -> str:
@@ -46,8 +139,22 @@ def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
 
+def _hset(key: str, mapping: dict[str, str]) -> list[str]:
+    return ["HSET", key, *(item for pair in mapping.items() for item in pair)]
+
+
 def _state(raw: str | None) -> AlertState:
     return AlertState.from_json(json.loads(raw)) if raw else AlertState()
+
+
+def _point(entry_id: str, fields: dict[str, str]) -> Point:
+    return Point(
+        timestamp=datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC),
+        remaining_usd=_float(fields.get("r")),
+        usage_usd=_float(fields.get("u")),
+        status=fields.get("s", ""),
+        source=fields.get("src", ""),
+    )
 
 
 def connect(url: str) -> redis.Redis:
@@ -70,14 +177,14 @@ class Store:
         keys: Keyspace,
         *,
         retention_s: float,
-        cooldown_s: float,
         url: str = "redis://",
     ) -> None:
         # Any: redis-py's types cannot tell that decode_responses gives str
         self.redis: Any = client
         self.keys = keys
         self.retention_s = retention_s
-        self.cooldown_s = cooldown_s
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
         # without the query: redis-py also takes ?password=..., which redact_url leaves alone
         self._where = redact_url(url).split("?", 1)[0]
         parts = urlsplit(url)
@@ -89,7 +196,6 @@ class Store:
             connect(settings.redis_url),
             Keyspace(settings.credit_redis_prefix),
             retention_s=settings.retention_s,
-            cooldown_s=settings.cooldown_s,
             url=settings.redis_url,
         )
 
@@ -136,28 +242,63 @@ class Store:
         self.redis.ping()
 
     @_translated
-    def claim_scheduled(self, hold_s: float) -> bool:
-        """Claim this interval's scheduled check; False when another claimed it < hold_s ago."""
-        hold_ms = max(1, int(hold_s * 1000))
-        return bool(self.redis.set(self.keys.scheduled_guard, "1", nx=True, px=hold_ms))
-
-    @contextmanager
-    def check_lock(self, timeout_s: float) -> Iterator[bool]:
-        """Hold the check lock while the block runs; yields False when another check holds it."""
-        lock = Lock(self.redis, self.keys.check_lock, timeout=timeout_s, blocking=False)
-        try:
-            acquired = lock.acquire()
-        except redis.RedisError as exc:
-            raise self._error(exc) from None
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                # expired or Redis gone: the timeout frees it either way
-                with suppress(redis.RedisError):
-                    lock.release()
+    def claim(self, lock_ttl_s: float, scheduled_hold_s: float | None = None) -> Claim:
+        """Take the check lock (and this interval's scheduled slot), in one round trip."""
+        token = uuid.uuid4().hex
+        pipe = self.redis.pipeline(transaction=False)
+        if scheduled_hold_s is not None:
+            pipe.set(self.keys.scheduled_guard, "1", nx=True, px=_px(scheduled_hold_s))
+        pipe.set(self.keys.check_lock, token, nx=True, px=_px(lock_ttl_s))
+        *guard, locked = pipe.execute()
+        if guard and not guard[0]:
+            if locked:
+                self.release(token)
+            return Claim(None, "scheduled")
+        return Claim(token) if locked else Claim(None, "running")
 
     @_translated
+    def release(self, token: str) -> None:
+        """Free the check lock if this token still holds it (the commit usually does)."""
+        self._release(keys=[self.keys.check_lock], args=[token])
+
+    @_translated
+    def load(self, subjects: list[Subject], window_start: datetime, end: datetime) -> Loaded:
+        """The subjects' alert states, the burn window and the failure count: one round trip."""
+        names = [str(s) for s in subjects]
+        pipe = self.redis.pipeline(transaction=False)
+        if names:
+            pipe.hmget(self.keys.alert_state, names)
+        pipe.xrange(self.keys.timeline, min=_ms(window_start), max=_ms(end))
+        pipe.hget(self.keys.monitoring_status, "consecutive_failures")
+        *raws, entries, failures = pipe.execute()
+        raw = dict(zip(subjects, raws[0] if raws else [], strict=True))
+        return Loaded(
+            states={s: _state(r) for s, r in raw.items()},
+            raw=raw,
+            window=[_point(entry_id, fields) for entry_id, fields in entries],
+            consecutive_failures=int(failures or 0),
+        )
+
+    @_translated
+    def commit(self, change: Commit, loaded: Loaded | None = None, token: str = "") -> bool:
+        """Write a check's decision and record at once, and free the lock; one round trip.
+
+        The states are compared and set: when another check changed one of them since
+        `loaded` was read, nothing is written and False comes back, to decide again.
+        """
+        read = loaded.raw if loaded else {}
+        cas = []
+        for subject, state in change.states.items():
+            raw = json.dumps(state.to_json())
+            before = read.get(subject)
+            if raw != before:
+                cas.append([str(subject), before or "", raw])
+        plan: dict[str, Any] = {"cas": cas, "cmds": self._commands(change)}
+        if change.point is not None:
+            plan["point"] = self._point_command(change)
+        keys = [self.keys.alert_state, self.keys.check_lock]
+        return bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
+
     def record_success(
         self,
         snapshot: dict[str, Any],
@@ -166,151 +307,66 @@ class Store:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Store the snapshot as current, reset the failure count and add a timeline point."""
-        pipe = self.redis.pipeline()
-        point = self.queue_success(pipe, snapshot, status, now, extra)
-        self._execute(pipe, point)
+        self.commit(Commit.success(now, status, snapshot | (extra or {})))
 
-    def queue_success(
-        self,
-        pipe: Any,
-        snapshot: dict[str, Any],
-        status: str,
-        now: datetime,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, str]:
-        """Queue the writes of a successful check on `pipe`; returns the timeline point."""
-        current = {k: _text(v) for k, v in (snapshot | (extra or {})).items()} | {"status": status}
-        pipe.hset(self.keys.current, mapping=current)
-        pipe.hset(
-            self.keys.monitoring_status,
-            mapping={
-                "last_check_at": now.isoformat(),
-                "last_success_at": now.isoformat(),
-                "consecutive_failures": 0,
-                "last_error": "",
-                "last_status": status,
-            },
-        )
-        point = {
-            "r": current.get("remaining_usd", ""),
-            "u": current.get("usage_usd", ""),
-            "s": status,
-            "src": current.get("source", ""),
-        }
-        pipe.xadd(
-            self.keys.timeline,
-            point,
-            id=f"{_ms(now)}-*",
-            minid=_ms(now) - int(self.retention_s * 1000),
-            approximate=True,
-        )
-        return point
-
-    def queue_keys(self, pipe: Any, rows: dict[str, dict[str, Any]]) -> None:
-        """Queue the replacement of the per-key table (hash -> figures), one key in all."""
-        pipe.delete(self.keys.keys_current)
-        if rows:
-            pipe.hset(
-                self.keys.keys_current,
-                mapping={h: json.dumps(row) for h, row in rows.items()},
-            )
-
-    def _execute(self, pipe: Any, point: dict[str, str] | None) -> list[Any]:
-        """Run `pipe`; the first error is raised once every command has had its turn."""
-        results: list[Any] = pipe.execute(raise_on_error=False)
-        errors = [r for r in results if isinstance(r, redis.ResponseError)]
-        late = [e for e in errors if "equal or smaller" in str(e)]
-        if late and point is not None:
-            # a worker with a clock behind the last point: fall back to the server's time
-            self.redis.xadd(self.keys.timeline, point)
-        if len(errors) > len(late):
-            raise next(e for e in errors if e not in late)
-        return results
-
-    @_translated
-    def record_failure(self, now: datetime, error: str, status: str | None = None) -> int:
-        """Count a failed check; returns how many failed in a row."""
-        pipe = self.redis.pipeline()
-        pipe.hset(
-            self.keys.monitoring_status,
-            mapping={"last_check_at": now.isoformat(), "last_error": error},
-        )
-        pipe.hincrby(self.keys.monitoring_status, "consecutive_failures", 1)
-        return int(pipe.execute()[1])
-
-    @_translated
-    def set_status(self, status: str) -> None:
-        """Mark the current snapshot and the monitoring status with `status`."""
-        pipe = self.redis.pipeline()
-        pipe.hset(self.keys.current, "status", status)
-        pipe.hset(self.keys.monitoring_status, "last_status", status)
-        pipe.execute()
-
-    @_translated
-    def alert_states(self, subjects: list[str]) -> dict[str, AlertState]:
-        """The alert state of each subject, in one round trip."""
-        raws = self.redis.hmget(self.keys.alert_state, subjects) if subjects else []
-        return {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
-
-    @_translated
-    def apply(
-        self, subjects: list[str], decide: Decide, writes: Writes | None = None
-    ) -> list[Alert]:
-        """Run `decide` on the subjects' alert states and commit its result atomically.
-
-        `writes` queues more commands (the check's record) into the same transaction, after
-        `decide` ran. When another check commits first, everything is decided again on the
-        fresh states, so a transition and its alerts are committed exactly once. The round
-        trips do not grow with the number of subjects.
-        """
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(self.keys.alert_state)
-                    raws = pipe.hmget(self.keys.alert_state, subjects) if subjects else []
-                    states = {s: _state(raw) for s, raw in zip(subjects, raws, strict=True)}
-                    new_states, alerts = decide(states)
-                    pipe.multi()
-                    self._queue_decision(pipe, states, new_states, alerts)
-                    point = writes(pipe) if writes else None
-                    self._execute(pipe, point)
-                    return alerts
-                except redis.WatchError:
-                    continue
-
-    def _queue_decision(
-        self,
-        pipe: Any,
-        states: dict[str, AlertState],
-        new_states: dict[str, AlertState],
-        alerts: list[Alert],
-    ) -> None:
-        changed = {
-            s: json.dumps(st.to_json()) for s, st in new_states.items() if st != states.get(s)
-        }
-        if changed:
-            pipe.hset(self.keys.alert_state, mapping=changed)
-        for alert in alerts:
-            self._queue_record(pipe, alert)
-            if alert.type is not AlertType.RESOLVED:
-                pipe.set(
-                    self.keys.alert_last(alert.type.value, alert.subject),
-                    alert.id,
-                    ex=max(1, int(self.cooldown_s)),
+    def _commands(self, change: Commit) -> list[list[str]]:
+        k, now = self.keys, change.now.isoformat()
+        cmds: list[list[str]] = []
+        if change.current is not None:
+            cmds.append(_hset(k.current, change.current))
+            cmds.append(
+                _hset(
+                    k.monitoring_status,
+                    {
+                        "last_check_at": now,
+                        "last_success_at": now,
+                        "consecutive_failures": "0",
+                        "last_error": "",
+                        "last_status": change.status or "",
+                    },
                 )
+            )
+        if change.error is not None:
+            cmds.append(
+                _hset(k.monitoring_status, {"last_check_at": now, "last_error": change.error})
+            )
+            cmds.append(["HINCRBY", k.monitoring_status, "consecutive_failures", "1"])
+            if change.status is not None:
+                cmds.append(["HSET", k.current, "status", change.status])
+                cmds.append(["HSET", k.monitoring_status, "last_status", change.status])
+        if change.keys is not None:
+            cmds.append(["DEL", k.keys_current])
+            rows = [(h, json.dumps(row)) for h, row in change.keys.items()]
+            for start in range(0, len(rows), _HSET_CHUNK):
+                cmds.append(_hset(k.keys_current, dict(rows[start : start + _HSET_CHUNK])))
+        for alert in change.alerts:
+            cmds.extend(self._record_commands(alert.as_dict()))
+        for cooldown in change.cooldowns:
+            marker = k.alert_last(cooldown.type, cooldown.subject)
+            cmds.append(["SET", marker, cooldown.alert_id, "EX", str(max(1, int(cooldown.ttl_s)))])
+        return cmds
+
+    def _point_command(self, change: Commit) -> list[str]:
+        assert change.point is not None
+        ms = _ms(change.now)
+        minid = ms - int(self.retention_s * 1000)
+        fields = [item for pair in change.point.items() for item in pair]
+        return [self.keys.timeline, str(minid), f"{ms}-*", *fields]
+
+    def _record_commands(self, alert: dict[str, Any]) -> list[list[str]]:
+        key = self.keys.alert(str(alert["id"]))
+        record = {k: _text(v) for k, v in alert.items()} | {"delivered_at": ""}
+        return [
+            _hset(key, record),
+            ["EXPIRE", key, str(int(self.retention_s))],
+            ["LPUSH", self.keys.alerts_list, str(alert["id"])],
+            ["LTRIM", self.keys.alerts_list, "0", str(ALERTS_LIST_CAP - 1)],
+        ]
 
     @_translated
     def keys_table(self) -> list[dict[str, Any]]:
         """The per-key figures of the last check."""
         return [json.loads(v) for v in self.redis.hvals(self.keys.keys_current)]
-
-    def _queue_record(self, pipe: Any, alert: Alert) -> None:
-        key = self.keys.alert(alert.id)
-        record = {k: _text(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
-        pipe.hset(key, mapping=record)
-        pipe.expire(key, int(self.retention_s))
-        pipe.lpush(self.keys.alerts_list, alert.id)
-        pipe.ltrim(self.keys.alerts_list, 0, ALERTS_LIST_CAP - 1)
 
     @_translated
     def deliver(self, alert: dict[str, Any], now: datetime) -> bool:
@@ -325,11 +381,8 @@ class Store:
                 return False
             pipe = self.redis.pipeline()
             if not self.redis.exists(key):
-                record = {k: _text(v) for k, v in alert.items()} | {"delivered_at": ""}
-                pipe.hset(key, mapping=record)
-                pipe.expire(key, int(self.retention_s))
-                pipe.lpush(self.keys.alerts_list, alert_id)
-                pipe.ltrim(self.keys.alerts_list, 0, ALERTS_LIST_CAP - 1)
+                for command in self._record_commands(alert):
+                    pipe.execute_command(*command)
             pipe.publish(self.keys.channel, json.dumps(alert))
             pipe.hset(key, "delivered_at", now.isoformat())
             pipe.execute()
@@ -360,16 +413,7 @@ class Store:
     def history(self, start: datetime, end: datetime) -> list[Point]:
         """Timeline points between `start` and `end`, oldest first, in one round trip."""
         entries = self.redis.xrange(self.keys.timeline, min=_ms(start), max=_ms(end))
-        return [
-            Point(
-                timestamp=datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC),
-                remaining_usd=_float(fields.get("r")),
-                usage_usd=_float(fields.get("u")),
-                status=fields.get("s", ""),
-                source=fields.get("src", ""),
-            )
-            for entry_id, fields in entries
-        ]
+        return [_point(entry_id, fields) for entry_id, fields in entries]
 
     @_translated
     def current(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ import redis
 from credit_tasks import notify
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
+from credit_tasks.keyspace import Keyspace
 from credit_tasks.rules import AlertType, Status
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
@@ -310,3 +311,35 @@ def test_a_check_costs_the_same_redis_round_trips_for_ten_keys_or_a_thousand(
     assert costs[0] == costs[1]
     assert rdb.hlen("openrouter:keys:current") == 1011  # and the App key itself
     assert rdb.dbsize() < 20  # per-key state lives in a constant number of keys
+
+
+class _CountingConnection(redis.Connection):
+    """A connection that counts its writes: one per round trip, pipelines and scripts included."""
+
+    sends = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        type(self).sends += 1
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_a_check_costs_three_redis_round_trips_whatever_the_number_of_keys(
+    sim: Simulator, settings: Settings, redis_url: str, failing: bool
+) -> None:
+    balance(sim, 3.0)  # critical: the alerts are in the commit too
+    for i in range(250):  # three pages of keys
+        sim.add_key(f"sk-or-v1-rt-{i}", name=f"k{i}", limit=10.0, usage=9.5)
+    pool = redis.ConnectionPool.from_url(
+        redis_url, connection_class=_CountingConnection, decode_responses=True
+    )
+    counted = Store(redis.Redis(connection_pool=pool), Keyspace(), retention_s=86400.0)
+    check(settings, counted, T0)  # loads the scripts once
+    if failing:
+        sim.inject("status", status=500, times=100)
+    _CountingConnection.sends = 0
+    with OpenRouterClient(settings) as c:
+        result = run_check(settings, c, counted, T0 + timedelta(minutes=1))
+    assert (result.status is Status.UNKNOWN) is failing
+    assert _CountingConnection.sends == 3
+    counted.close()

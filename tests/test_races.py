@@ -15,13 +15,13 @@ import pytest
 import redis
 
 from credit_tasks import check_credits
-from credit_tasks.alerts import About, build_alert
+from credit_tasks.alerts import alert_for
 from credit_tasks.celery import BEAT_ENTRY, beat_schedule
-from credit_tasks.check import ACCOUNT, SKIPPED_SCHEDULED, thresholds
-from credit_tasks.rules import AlertState, Status, evaluate
+from credit_tasks.check import SKIPPED_SCHEDULED, policy
+from credit_tasks.rules import ACCOUNT, RUNWAY, Observation, decide
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
-from credit_tasks.store import Store
+from credit_tasks.store import Commit, Store
 
 from .conftest import BIN, service_env, wait_for
 from .receiver import Receiver
@@ -81,25 +81,25 @@ def test_fifty_concurrent_checks_on_four_processes_notify_once(
 def test_concurrent_alert_decisions_commit_one_transition_without_the_check_lock(
     store: Store, settings: Settings
 ) -> None:
-    """The WATCH/MULTI transaction alone, 40 threads deciding "critical" at the same moment."""
+    """The compare-and-set commit alone, 40 threads deciding "critical" at the same moment."""
     now = datetime.now(UTC)
-    th = thresholds(settings)
+    the_policy = policy(settings)
+    observed = Observation(remaining_usd=1.0, source="account")
     start = threading.Barrier(40)
     committed: list[str] = []
 
-    def decide(states: dict[str, AlertState]) -> tuple[dict[str, AlertState], list[Any]]:
-        state, notices = evaluate(states[ACCOUNT], Status.CRITICAL, now, settings.cooldown_s)
-        about = About(remaining_usd=1.0, source="account")
-        alerts = [
-            build_alert(n, alert_id=f"{threading.get_ident():x}", status=Status.CRITICAL,
-                        th=th, now=now, about=about)
-            for n in notices
-        ]  # fmt: skip
-        return {ACCOUNT: state}, alerts
-
     def one() -> None:
         start.wait()
-        committed.extend(a.id for a in store.apply([ACCOUNT], decide))
+        while True:
+            loaded = store.load([ACCOUNT, RUNWAY], now, now)
+            decision = decide(observed, loaded.states, the_policy, now)
+            alerts = [
+                alert_for(d, alert_id=f"{threading.get_ident():x}", now=now) for d in decision.dues
+            ]
+            change = Commit(now, states=decision.states, alerts=alerts)
+            if store.commit(change, loaded):
+                committed.extend(a.id for a in alerts)
+                return
 
     threads = [threading.Thread(target=one) for _ in range(40)]
     for t in threads:
