@@ -14,7 +14,7 @@ from typing import Any
 from celery import Celery
 
 from .errors import ConfigError
-from .settings import Settings, get_settings
+from .settings import Settings, load_settings
 
 BEAT_ENTRY = "check-openrouter-credits"
 
@@ -35,7 +35,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def celery_config(settings: Settings | None = None) -> dict[str, Any]:
     """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule)."""
-    settings = settings or get_settings()
+    settings = settings or load_settings()
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -90,7 +90,7 @@ def _config_or_exit() -> dict[str, Any]:
         raise
 
 
-app = Celery("credit_tasks")
+app = Celery("credit_tasks", include=["credit_tasks.tasks"])  # the worker loads the tasks
 app.add_defaults(_config_or_exit)
 # celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
 app.config_from_object("celeryconfig", silent=True)

@@ -17,14 +17,12 @@ from typing import NoReturn
 
 from . import history, notify
 from .alerts import duration, pace
-from .channels import load_channels
 from .check import EXIT_CODES, CheckResult, run_check
-from .client import OpenRouterClient
 from .errors import CreditTasksError
 from .rules import About, Status
+from .runtime import Runtime
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
-from .store import Store
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
@@ -70,28 +68,32 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
     return f"{label} - {text}" + (f" | {' '.join(perf)}" if perf else "")
 
 
-def _open_store(settings: Settings) -> Store:
-    store = Store.from_settings(settings)
-    store.ping()
-    return store
+def _open(settings: Settings) -> Runtime:
+    """The command's resources, once Redis has answered."""
+    rt = Runtime(settings)
+    try:
+        rt.store.ping()
+    except CreditTasksError:
+        rt.close()
+        raise
+    return rt
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_api_key()
-    urls = settings.credit_alert_urls
-    channels = load_channels(urls.get_secret_value() if urls else None)
-    store = _open_store(settings)
-    with OpenRouterClient(settings) as client:
-        result = run_check(settings, client, store)
-    for alert in result.alerts:
-        notify.deliver_with_retries(
-            store,
-            alert.as_dict(),
-            channels,
-            attempts=settings.credit_alert_retry_attempts,
-            backoff_s=settings.credit_alert_retry_s,
-        )
+    with _open(settings) as rt:
+        rt.channels_error  # noqa: B018  (a bad CREDIT_ALERT_URLS is said now, in one line)
+        result = run_check(settings, rt.client, rt.store)
+        for alert in result.alerts:
+            notify.deliver_with_retries(
+                rt.store,
+                alert.as_dict(),
+                rt.channels,
+                attempts=settings.credit_alert_retry_attempts,
+                backoff_s=settings.credit_alert_retry_s,
+                channels_error=rt.channels_error,
+            )
     if args.json:
         print(json.dumps(result.as_dict()))
     else:
@@ -106,7 +108,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_api_key()
-    _open_store(settings).ping()
+    _open(settings).close()
     from .celery import app
 
     schedule = Path(tempfile.gettempdir()) / f"{PROG}-{settings.credit_redis_prefix}-beat"
@@ -136,9 +138,9 @@ def sparkline(values: list[float], width: int = 60) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = _open_store(settings)
     end = datetime.now(UTC)
-    points = store.history(end - timedelta(hours=args.hours), end)
+    with _open(settings) as rt:
+        points = rt.store.history(end - timedelta(hours=args.hours), end)
     answer = history.report(args.hours, points)
     if args.json:
         print(json.dumps(answer))
@@ -193,7 +195,8 @@ def _runway_text(current: dict[str, str], settings: Settings) -> str:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     settings = load_settings()
-    rows = _open_store(settings).keys_table()
+    with _open(settings) as rt:
+        rows = rt.store.keys_table()
     # least remaining first; uncapped keys (no remaining) last
     rows.sort(key=lambda r: (r["remaining_usd"] is None, r["remaining_usd"] or 0.0, r["name"]))
     if args.json:
@@ -214,9 +217,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = _open_store(settings)
-    current, monitoring = store.current(), store.monitoring_status()
-    alerts = store.recent_alerts(5)
+    with _open(settings) as rt:
+        current, monitoring = rt.store.current(), rt.store.monitoring_status()
+        alerts = rt.store.recent_alerts(5)
     status = Status(current.get("status") or "unknown")
     if args.json:
         print(json.dumps({"current": current, "monitoring": monitoring, "recent_alerts": alerts}))

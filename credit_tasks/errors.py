@@ -6,8 +6,7 @@
      │    ├── KeyRejected   401/403: the key is wrong, disabled or lacks the right
      │    ├── ApiUnavailable  outage, timeout, rate limit: retries ran out
      │    └── MalformedAnswer  an answer that is not the API's shape
-     ├── StoreError         Redis could not be reached or refused a command
-     └── DeliveryError      an alert could not be delivered
+     └── StoreError         Redis could not be reached or refused a command
 
 Errors of the layer below (httpx, redis, pydantic) are translated at the edge of the
 module that talks to it, so every message here is one line an operator can act on.
@@ -42,7 +41,3 @@ class MalformedAnswer(FetchError):
 
 class StoreError(CreditTasksError):
     """Redis could not be reached or refused a command."""
-
-
-class DeliveryError(CreditTasksError):
-    """An alert could not be delivered."""

@@ -34,11 +34,18 @@ def deliver(
     alert: dict[str, Any],
     channels: Sequence[Channel] = (),
     now: datetime | None = None,
+    *,
+    channels_error: str | None = None,
 ) -> Outcome:
-    """Publish `alert` once and send it to every channel that has not had it yet."""
+    """Publish `alert` once and send it to every channel that has not had it yet.
+
+    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record.
+    """
     now = now or datetime.now(UTC)
     alert_id = str(alert["id"])
     published = store.deliver(alert, now)
+    if channels_error:  # after the delivery, which writes the record when it is new
+        store.record_delivery_error(alert_id, channels_error)
     if published:
         log.info("alert %s %s published: %s", alert.get("type"), alert_id, alert.get("message"))
     failed: list[str] = []
@@ -68,9 +75,10 @@ def deliver_with_retries(
     attempts: int,
     backoff_s: float,
     sleep: Callable[[float], None] = time.sleep,
+    channels_error: str | None = None,
 ) -> Outcome:
     """`deliver`, retrying failed channels in-process with backoff; for the CLI."""
-    outcome = deliver(store, alert, channels)
+    outcome = deliver(store, alert, channels, channels_error=channels_error)
     for attempt in range(1, attempts):
         if not outcome.failed:
             return outcome

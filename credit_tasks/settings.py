@@ -8,7 +8,6 @@ URLs that may carry a password are only ever shown through `redact_url`.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -229,9 +228,3 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, loaded on first use."""
-    return load_settings()

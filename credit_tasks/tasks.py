@@ -1,23 +1,27 @@
-"""The Celery tasks: thin shells over the check, the store and delivery."""
+"""The Celery tasks: thin shells over the check, the store and delivery.
+
+Each worker process holds one `Runtime` (settings, store, client, channels), built on first
+use after the fork and closed when the process shuts down. `use_runtime` installs another
+one, for tests or for a host that builds its own.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from celery import Task, shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 from kombu.exceptions import OperationalError
-from pydantic import SecretStr
 
+from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
 from . import history, notify
-from .channels import Channel, load_channels
 from .check import run_check
-from .client import OpenRouterClient
-from .errors import ConfigError, CreditTasksError, StoreError
-from .settings import get_settings
-from .store import Store
+from .errors import CreditTasksError, StoreError
+from .runtime import Runtime
+from .settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +29,30 @@ log = logging.getLogger(__name__)
 # CREDIT_VISIBILITY_TIMEOUT_S (default 300 s), or the Redis broker hands it out twice.
 RETRY_MAX_S = 120
 
-
-@lru_cache(maxsize=1)
-def _store() -> Store:
-    return Store.from_settings(get_settings())
+_held: tuple[int, Runtime] | None = None
 
 
-@lru_cache(maxsize=1)
-def _client() -> OpenRouterClient:
-    # one pooled HTTP client per worker process, created after the fork
-    return OpenRouterClient(get_settings())
+def runtime() -> Runtime:
+    """This process's resources, built on first use; a forked child builds its own."""
+    global _held
+    if _held is None or _held[0] != os.getpid():
+        # a parent's sockets are not ours to close after a fork: just let them go
+        _held = (os.getpid(), Runtime(load_settings()))
+    return _held[1]
+
+
+def use_runtime(new: Runtime | None) -> None:
+    """Install `new` as this process's resources (None: build afresh on next use)."""
+    global _held
+    if _held is not None and _held[0] == os.getpid() and _held[1] is not new:
+        _held[1].close()
+    _held = (os.getpid(), new) if new is not None else None
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    use_runtime(None)
 
 
 @shared_task(name="credit_tasks.check_credits")
@@ -47,9 +65,9 @@ def check_credits(scheduled: bool = False, interval_s: float | None = None) -> d
     """
     now = datetime.now(UTC)
     try:
-        settings = get_settings()
-        every_s = (interval_s or settings.check_interval_s) if scheduled else None
-        result = run_check(settings, _client(), _store(), now, scheduled_every_s=every_s)
+        rt = runtime()
+        every_s = (interval_s or rt.settings.check_interval_s) if scheduled else None
+        result = run_check(rt.settings, rt.client, rt.store, now, scheduled_every_s=every_s)
     except CreditTasksError as exc:
         # an expected failure (Redis away, bad settings): one line, and the next beat retries
         log.error("check_credits failed: %s", exc)
@@ -68,33 +86,16 @@ def _dispatch(alert: dict[str, Any]) -> None:
         # its text may name the broker URL; the cooldown would otherwise swallow this alert
         log.error("send_alert not queued (broker unreachable): delivering %s here", alert["id"])
     try:
-        outcome = _deliver(_store(), alert)
+        rt = runtime()
+        outcome = _deliver(rt, alert)
         if outcome.failed:  # no queue to retry through: say so on the record
-            notify.give_up(_store(), alert, outcome.failed, attempts=1)
+            notify.give_up(rt.store, alert, outcome.failed, attempts=1)
     except CreditTasksError as exc:
         log.error("alert %s could not be delivered: %s", alert["id"], exc)
 
 
-@lru_cache(maxsize=1)
-def _channels() -> list[Channel]:
-    return load_channels(_secret(get_settings().credit_alert_urls))
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def _deliver(store: Store, alert: dict[str, Any]) -> notify.Outcome:
-    """Publish and send `alert`; a bad CREDIT_ALERT_URLS means Redis only, said on the record."""
-    try:
-        channels, error = _channels(), None
-    except ConfigError as exc:
-        log.error("send_alert: %s", exc)
-        channels, error = [], str(exc)
-    outcome = notify.deliver(store, alert, channels)
-    if error:  # after delivery, which writes the record when it is new
-        store.record_delivery_error(str(alert["id"]), error)
-    return outcome
+def _deliver(rt: Runtime, alert: dict[str, Any]) -> notify.Outcome:
+    return notify.deliver(rt.store, alert, rt.channels, channels_error=rt.channels_error)
 
 
 @shared_task(
@@ -113,14 +114,14 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
     A redelivered or retried task does not publish again, and a retry after a channel
     failed sends only to the channels that failed.
     """
-    settings, store = get_settings(), _store()
-    outcome = _deliver(store, alert)
+    rt = runtime()
+    outcome = _deliver(rt, alert)
     if outcome.failed:
-        attempts = settings.credit_alert_retry_attempts
+        attempts = rt.settings.credit_alert_retry_attempts
         if self.request.retries + 1 < attempts:
-            delay_s = min(settings.credit_alert_retry_s * 2**self.request.retries, RETRY_MAX_S)
+            delay_s = min(rt.settings.credit_alert_retry_s * 2**self.request.retries, RETRY_MAX_S)
             raise self.retry(countdown=delay_s, max_retries=attempts)
-        notify.give_up(store, alert, outcome.failed, attempts)
+        notify.give_up(rt.store, alert, outcome.failed, attempts)
     return {
         "id": alert.get("id"),
         "type": alert.get("type"),
@@ -133,5 +134,5 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
 def credit_history(hours: float = 24) -> dict[str, object]:
     """History points of the last `hours`, oldest first, with their summary."""
     end = datetime.now(UTC)
-    points = _store().history(end - timedelta(hours=float(hours)), end)
+    points = runtime().store.history(end - timedelta(hours=float(hours)), end)
     return history.report(float(hours), points)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from credit_tasks.settings import Settings, get_settings
+from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
 
@@ -208,7 +208,6 @@ def worker(
             if k.startswith(("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_"))
         }
     )
-    get_settings.cache_clear()
     from credit_tasks import app
 
     app.conf.update(

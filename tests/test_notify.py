@@ -128,15 +128,22 @@ def test_channel_urls_never_reach_redis_or_output(
     assert "SECRET-TOKEN" not in text
 
 
-def test_a_bad_channel_url_is_refused_in_one_line(
-    sim: Simulator, redis_server: str, redis_url: str, tmp_path: Path
+def test_a_bad_channel_url_is_said_in_one_line_and_the_check_still_runs(
+    sim: Simulator, redis_server: str, rdb: redis.Redis, tmp_path: Path
 ) -> None:
+    balance(sim, 2.0)  # critical: an alert is due
     env = env_with(sim, redis_server, "nosuchscheme://very-secret-token@host")
     done = run_cli(env, "check", cwd=tmp_path)
-    assert done.returncode == 3
+    assert done.returncode == 2  # the check's own verdict
     assert done.stderr.count("\n") == 1
     assert "CREDIT_ALERT_URLS entry 1" in done.stderr
+    assert "alerts go to the Redis channel only" in done.stderr
     assert "very-secret-token" not in done.stderr + done.stdout
+    assert rdb.hget("openrouter:credits:current", "status") == "critical"  # recorded
+    alert = the_alert(rdb, "critical")
+    assert alert["delivered_at"]  # published on the Redis channel
+    assert alert["delivery_error"].startswith("CREDIT_ALERT_URLS entry 1")
+    assert "very-secret-token" not in json.dumps(alert)
 
 
 @pytest.mark.usefixtures("worker")

@@ -25,6 +25,7 @@ from kombu.exceptions import OperationalError
 from credit_tasks import tasks
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
+from credit_tasks.runtime import Runtime
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
@@ -163,24 +164,14 @@ def test_after_a_restart_the_cooldown_holds_only_if_redis_kept_its_data(
 
 
 @pytest.fixture
-def task_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def task_settings() -> Iterator[Any]:
     """Run the Celery task functions in-process with the settings a test gives them."""
 
-    def forget() -> None:
-        # close what the task caches hold, or their sockets outlive the test
-        if tasks._store.cache_info().currsize:
-            tasks._store().close()
-        if tasks._client.cache_info().currsize:
-            tasks._client().close()
-        for cached in (tasks._store, tasks._client, tasks._channels):
-            cached.cache_clear()
-
     def use(settings: Settings) -> None:
-        forget()
-        monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+        tasks.use_runtime(Runtime(settings))  # closes the one it replaces
 
     yield use
-    forget()
+    tasks.use_runtime(None)
 
 
 def test_a_check_task_with_its_redis_away_returns_one_line_not_a_crash(
