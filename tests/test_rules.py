@@ -351,3 +351,158 @@ def test_key_thresholds_are_percents_of_the_limit(
 ) -> None:
     th = rules.key_thresholds(limit_usd, 20.0, 5.0, 0.1)
     assert classify(remaining_usd, OK, th) is expected
+
+
+# The whole decision of one check, as a table: what was observed, what was stored, and
+# what must come out (each subject's status, and the alerts due as subject/type/resolves).
+
+POLICY = rules.Policy(
+    thresholds=TH,
+    cooldown_s=COOLDOWN_S,
+    key_warning_percent=20.0,
+    key_critical_percent=5.0,
+    runway_warning_hours=48.0,
+    window_hours=24.0,
+    unknown_after_failures=3,
+)
+ACC, RUN = rules.ACCOUNT, rules.RUNWAY
+KEY = rules.Subject.key("h1")
+
+
+def seen(remaining: float | None = 50.0, **more: object) -> rules.Observation:
+    return rules.Observation(remaining_usd=remaining, source="account", **more)  # type: ignore[arg-type]
+
+
+def key(remaining: float | None, limit: float | None = 10.0) -> rules.KeyFigures:
+    return rules.KeyFigures("h1", "batch", "sk-or-v1-abc...123", limit, remaining)
+
+
+def failed(consecutive: int, rejected: bool = False) -> rules.Observation:
+    return rules.Observation(failure=rules.Failure("timeout", consecutive, rejected))
+
+
+@pytest.mark.parametrize(
+    ("observed", "stored", "statuses", "dues"),
+    [
+        pytest.param(seen(50.0), {}, {ACC: OK}, [], id="account ok stays quiet"),
+        pytest.param(seen(8.0), {}, {ACC: WARNING}, [("account", W, None)], id="ok to warning"),
+        pytest.param(
+            seen(2.0), {ACC: state(WARNING, warning=5)}, {ACC: CRITICAL},
+            [("account", C, None)], id="warning to critical",
+        ),
+        pytest.param(
+            seen(50.0), {ACC: state(CRITICAL, critical=5)}, {ACC: OK},
+            [("account", R, C)], id="critical resolves",
+        ),
+        pytest.param(
+            seen(8.0), {ACC: state(WARNING, warning=30)}, {ACC: WARNING}, [],
+            id="a warning within its cooldown is quiet",
+        ),
+        pytest.param(
+            seen(8.0), {ACC: state(WARNING, warning=61)}, {ACC: WARNING},
+            [("account", W, None)], id="a warning repeats after its cooldown",
+        ),
+        pytest.param(
+            seen(0.0), {}, {ACC: CRITICAL}, [("account", C, None)], id="nothing left is critical"
+        ),
+        pytest.param(
+            seen(50.0, burn_rate_usd_per_hour=2.0, runway_hours=25.0), {},
+            {ACC: OK, RUN: WARNING}, [("account:runway", AlertType.RUNWAY, None)],
+            id="a short runway alerts as runway",
+        ),
+        pytest.param(
+            seen(50.0, burn_rate_usd_per_hour=0.5, runway_hours=100.0),
+            {RUN: state(WARNING, warning=10)}, {ACC: OK, RUN: OK},
+            [("account:runway", R, AlertType.RUNWAY)], id="the runway resolves",
+        ),
+        pytest.param(
+            seen(50.0, burn_rate_usd_per_hour=0.0), {RUN: state(WARNING, warning=10)},
+            {ACC: OK, RUN: OK}, [("account:runway", R, AlertType.RUNWAY)],
+            id="no spend at all ends a runway alert",
+        ),
+        pytest.param(
+            seen(50.0), {RUN: state(WARNING, warning=10)}, {ACC: OK}, [],
+            id="no projection leaves the runway as it was",
+        ),
+        pytest.param(
+            seen(50.0, keys=(key(0.4),)), {}, {ACC: OK, KEY: CRITICAL},
+            [("key:h1", C, None)], id="a key under 5% of its limit is critical",
+        ),
+        pytest.param(
+            seen(50.0, keys=(key(-0.5),)), {}, {ACC: OK, KEY: CRITICAL},
+            [("key:h1", C, None)], id="an overspent key is critical",
+        ),
+        pytest.param(
+            seen(50.0, keys=(key(1.5),)), {}, {ACC: OK, KEY: WARNING},
+            [("key:h1", W, None)], id="a key under 20% of its limit warns",
+        ),
+        pytest.param(
+            seen(50.0, keys=(key(9.0),)), {KEY: state(CRITICAL, critical=3)},
+            {ACC: OK, KEY: OK}, [("key:h1", R, C)], id="a raised key limit resolves",
+        ),
+        pytest.param(
+            seen(50.0, keys=(key(None, None),)), {}, {ACC: OK}, [],
+            id="an uncapped key is not judged",
+        ),
+        pytest.param(
+            seen(None, keys=(key(0.1),)), {}, {KEY: CRITICAL}, [("key:h1", C, None)],
+            id="keys are judged while the balance is not visible",
+        ),
+        pytest.param(failed(2), {}, {}, [], id="two failures decide nothing"),
+        pytest.param(
+            failed(3), {}, {ACC: UNKNOWN}, [("account", U, None)], id="three failures are unknown"
+        ),
+        pytest.param(
+            failed(1, rejected=True), {}, {ACC: UNKNOWN}, [("account", U, None)],
+            id="a rejected key is unknown at once",
+        ),
+        pytest.param(
+            seen(50.0), {ACC: state(UNKNOWN, unknown=5)}, {ACC: OK}, [("account", R, U)],
+            id="seeing again resolves unknown",
+        ),
+    ],
+)  # fmt: skip
+def test_decide_gives_each_subject_its_status_and_the_alerts_due(
+    observed: rules.Observation,
+    stored: dict[rules.Subject, AlertState],
+    statuses: dict[rules.Subject, Status],
+    dues: list[tuple[str, AlertType, AlertType | None]],
+) -> None:
+    decision = rules.decide(observed, stored, POLICY, T0)
+    assert decision.statuses == statuses
+    assert [(str(d.subject), d.notice.type, d.notice.resolves) for d in decision.dues] == dues
+    assert set(decision.states) == set(statuses)
+    assert all(d.sets_cooldown is (d.notice.type is not R) for d in decision.dues)
+
+
+def test_decide_reads_only_the_subjects_it_names() -> None:
+    observed = seen(8.0, keys=(key(0.4), key(None, None)))
+    assert rules.subjects_of(observed) == [ACC, RUN, KEY]
+    assert rules.subjects_of(failed(1)) == [ACC]
+    assert rules.subjects_of(seen(None)) == []
+
+
+def test_a_decision_on_the_states_it_produced_is_quiet_until_the_cooldown() -> None:
+    first = rules.decide(seen(2.0), {}, POLICY, T0)
+    again = rules.decide(seen(2.0), first.states, POLICY, T0 + minutes(59))
+    later = rules.decide(seen(2.0), first.states, POLICY, T0 + minutes(60))
+    assert (len(first.dues), len(again.dues), len(later.dues)) == (1, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("account", rules.Subject("account")),
+        ("account:runway", rules.Subject("runway")),
+        ("key:abc123", rules.Subject.key("abc123")),
+    ],
+)
+def test_a_subject_formats_and_parses_its_stored_string(text: str, subject: rules.Subject) -> None:
+    assert str(subject) == text
+    assert rules.Subject.parse(text) == subject
+
+
+@pytest.mark.parametrize("text", ["", "key:", "accounts", "runway"])
+def test_an_unknown_subject_string_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not an alert subject"):
+        rules.Subject.parse(text)

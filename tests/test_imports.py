@@ -1,0 +1,51 @@
+"""The package's face is light: the pure modules load none of Celery, Apprise, redis or httpx."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("celery", "apprise", "redis", "httpx", "kombu")
+PROBE = """
+import importlib, sys
+importlib.import_module(sys.argv[1])
+print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "credit_tasks",
+        "credit_tasks.rules",
+        "credit_tasks.history",
+        "credit_tasks.alerts",
+        "credit_tasks.keyspace",
+        "credit_tasks.simulator",
+    ],
+)
+def test_a_pure_module_imports_none_of_the_heavy_libraries(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), module],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "", f"{module} loads {done.stdout.strip()}"
+
+
+def test_the_package_face_still_gives_the_tasks_and_the_app() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from credit_tasks import app, check_credits; "
+            "print(check_credits.name, check_credits.app is app, app.main)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["credit_tasks.check_credits", "True", "credit_tasks"]
