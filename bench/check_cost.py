@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import redis
 
+from credit_tasks import timeline
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
 from credit_tasks.keyspace import Keyspace
@@ -94,7 +95,7 @@ class Floor:
         )
         pipe.xadd(
             self.keys.timeline,
-            {"r": str(balance), "u": str(key["usage"]), "s": "ok", "src": "account"},
+            timeline.encode(balance, key["usage"], "ok", "account"),
             id=f"{ms}-*",
         )
         pipe.execute()

@@ -11,13 +11,14 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 from redis.lock import Lock
 
+from . import timeline
 from .alerts import Alert
 from .errors import StoreError
 from .history import Point
@@ -40,10 +41,6 @@ def _ms(when: datetime) -> int:
 
 def _text(value: object) -> str:
     return "" if value is None else str(value)
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
 
 
 def _state(raw: str | None) -> AlertState:
@@ -179,7 +176,8 @@ class Store:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, str]:
         """Queue the writes of a successful check on `pipe`; returns the timeline point."""
-        current = {k: _text(v) for k, v in (snapshot | (extra or {})).items()} | {"status": status}
+        figures = snapshot | (extra or {})
+        current = {k: _text(v) for k, v in figures.items()} | {"status": status}
         pipe.hset(self.keys.current, mapping=current)
         pipe.hset(
             self.keys.monitoring_status,
@@ -191,12 +189,9 @@ class Store:
                 "last_status": status,
             },
         )
-        point = {
-            "r": current.get("remaining_usd", ""),
-            "u": current.get("usage_usd", ""),
-            "s": status,
-            "src": current.get("source", ""),
-        }
+        point = timeline.encode(
+            figures.get("remaining_usd"), figures.get("usage_usd"), status, figures.get("source")
+        )
         pipe.xadd(
             self.keys.timeline,
             point,
@@ -360,16 +355,7 @@ class Store:
     def history(self, start: datetime, end: datetime) -> list[Point]:
         """Timeline points between `start` and `end`, oldest first, in one round trip."""
         entries = self.redis.xrange(self.keys.timeline, min=_ms(start), max=_ms(end))
-        return [
-            Point(
-                timestamp=datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC),
-                remaining_usd=_float(fields.get("r")),
-                usage_usd=_float(fields.get("u")),
-                status=fields.get("s", ""),
-                source=fields.get("src", ""),
-            )
-            for entry_id, fields in entries
-        ]
+        return [timeline.decode(entry_id, fields) for entry_id, fields in entries]
 
     @_translated
     def current(self) -> dict[str, str]:
