@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
-from .alerts import About, duration, pace
+from .alerts import About, pace
 from .channels import load_channels
 from .check import EXIT_CODES, CheckResult, run_check
 from .client import OpenRouterClient
@@ -25,13 +25,14 @@ from .rules import Status
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
 from .store import Store
+from .text import duration, money
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
 
 
 def _money(value: object) -> str:
-    return "-" if value in (None, "") else f"${float(str(value)):,.2f}"
+    return money(value, missing="-")
 
 
 def _num(value: float) -> str:

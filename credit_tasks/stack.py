@@ -31,10 +31,13 @@ from typing import Any
 
 import redis
 
+from . import timeline
 from .errors import ConfigError
+from .history import Point
 from .keyspace import Keyspace
 from .settings import Settings, load_settings, redact_url
 from .simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY, Simulator
+from .text import money
 
 DEMO_REDIS_PORT = 6390  # not 6379, so a system Redis is never touched
 RUN_REDIS_PORT = 6399  # the project-local Redis of `make run`, data kept in .redis/
@@ -64,10 +67,6 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
 
 
-def _usd(value: float) -> str:
-    return f"${value:,.2f}"
-
-
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
@@ -94,18 +93,18 @@ def _pings(url: str) -> bool:
         client.close()
 
 
-def check_line(entry_id: str, fields: dict[str, str], previous_usd: float | None) -> str:
+def check_line(point: Point, previous_usd: float | None) -> str:
     """`12:00:05  check  warning   $9.95 left, $2.55 used (account)` for one timeline entry."""
-    when = datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000).strftime("%H:%M:%S")
-    remaining = float(fields["r"]) if fields.get("r") else None
-    text = "balance unknown" if remaining is None else f"{_usd(remaining)} left"
-    if fields.get("u"):
-        text += f", {_usd(float(fields['u']))} used"
-    if fields.get("src"):
-        text += f" ({fields['src'].replace('_', ' ')})"
+    when = point.timestamp.astimezone().strftime("%H:%M:%S")
+    remaining = point.remaining_usd
+    text = "balance unknown" if remaining is None else f"{money(remaining)} left"
+    if point.usage_usd is not None:
+        text += f", {money(point.usage_usd)} used"
+    if point.source:
+        text += f" ({point.source.replace('_', ' ')})"
     if remaining is not None and previous_usd is not None and remaining > previous_usd + 0.01:
-        text += f"  ↑ {_usd(remaining - previous_usd)}: a top-up"
-    return f"{when}  check  {fields.get('s', '?'):<9} {text}"
+        text += f"  ↑ {money(remaining - previous_usd)}: a top-up"
+    return f"{when}  check  {point.status or '?':<9} {text}"
 
 
 def alert_line(alert: dict[str, Any]) -> str:
@@ -241,8 +240,10 @@ class Stack:
                     return 1
                 for _, entries in client.xread({keys.timeline: last_id}, count=100, block=500):
                     for last_id, fields in entries:
-                        say(check_line(last_id, fields, previous))
-                        previous = float(fields["r"]) if fields.get("r") else previous
+                        point = timeline.decode(last_id, fields)
+                        say(check_line(point, previous))
+                        if point.remaining_usd is not None:
+                            previous = point.remaining_usd
                 while (message := pubsub.get_message(timeout=0.0)) is not None:
                     if message["type"] == "message":
                         say(alert_line(json.loads(message["data"])))
@@ -338,13 +339,13 @@ def _demo_plan(stack: Stack, settings: Settings, pace: float) -> Plan:
     }
     per_s = spend / 3600
     say(
-        f"Demo: a simulated OpenRouter account starts at {_usd(DEMO_START_USD)} and spends "
-        f"{_usd(spend)}/h, checked every {interval_s:g} s."
+        f"Demo: a simulated OpenRouter account starts at {money(DEMO_START_USD)} and spends "
+        f"{money(spend)}/h, checked every {interval_s:g} s."
     )
     say(
         f"  warning below $10 in ~{(DEMO_START_USD - 10) / per_s:.0f} s, critical below $5 in "
-        f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {_usd(DEMO_TOPUP_USD)} "
-        f"below {_usd(DEMO_TOPUP_BELOW_USD)} resolves it."
+        f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {money(DEMO_TOPUP_USD)} "
+        f"below {money(DEMO_TOPUP_BELOW_USD)} resolves it."
     )
     worker_settings = load_settings(
         redis_url=url,
