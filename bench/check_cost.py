@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import redis
 
+from credit_tasks import timeline
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
 from credit_tasks.keyspace import Keyspace
@@ -94,7 +95,7 @@ class Floor:
         )
         pipe.xadd(
             self.keys.timeline,
-            {"r": str(balance), "u": str(key["usage"]), "s": "ok", "src": "account"},
+            timeline.encode(balance, key["usage"], "ok", "account"),
             id=f"{ms}-*",
         )
         pipe.execute()
@@ -122,7 +123,6 @@ def _counted(svc: Services, settings: Any, floor_keys: Keyspace) -> dict[str, An
         client,
         Keyspace(settings.credit_redis_prefix),
         retention_s=settings.retention_s,
-        cooldown_s=settings.cooldown_s,
     )
     floor = Floor(svc.sim.base_url, client, floor_keys)
     out: dict[str, Any] = {}

@@ -9,14 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -25,6 +20,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from credit_tasks.procs import RedisServer, wait_until
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 
@@ -47,35 +43,12 @@ class BenchError(Exception):
     """A benchmark could not run; the message says what to fix."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(predicate: Callable[[], T], timeout_s: float, what: str) -> T:
     """Poll `predicate` until it returns something truthy, or raise BenchError."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 20.0) -> None:
-    """Terminate a process this bench started, then its whole session if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            # started with start_new_session: the group is ours (a worker and its pool)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
+    try:
+        return wait_until(predicate, timeout_s, what)
+    except TimeoutError as exc:
+        raise BenchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -90,44 +63,26 @@ class Services:
         return f"{self.redis_base}/{db}"
 
 
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
-
-
 @contextlib.contextmanager
 def services() -> Iterator[Services]:
     """Start redis-server on a free port (data in a temp dir) and the simulator; stop both."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise BenchError("redis-server is not installed: run `make bench` (it installs it)")
     with tempfile.TemporaryDirectory(prefix="credit-bench-") as workdir:
-        port = free_port()
         # no persistence: the bench measures memory and reads, never the disk
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir]
-        argv += ["--save", "", "--appendonly", "no"]
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        server = RedisServer(Path(workdir), new_session=True)
         try:
-            client = redis.Redis(port=port)
-            try:
-                wait_for(
-                    lambda: proc.poll() is not None or _pings(client), 10, "redis-server to start"
-                )
-            finally:
-                client.close()
-            if proc.poll() is not None:
-                raise BenchError(f"redis-server exited at start (code {proc.returncode})")
+            server.start()
+        except FileNotFoundError:
+            raise BenchError(
+                "redis-server is not installed: run `make bench` (it installs it)"
+            ) from None
+        except (RuntimeError, TimeoutError) as exc:
+            raise BenchError(str(exc)) from None
+        try:
+            assert server.proc is not None
             with Simulator() as sim:
-                yield Services(f"redis://127.0.0.1:{port}", proc.pid, sim)
+                yield Services(server.url(), server.proc.pid, sim)
         finally:
-            stop_process(proc)
+            server.stop(grace_s=20.0)
 
 
 def prime(sim: Simulator, balance_usd: float) -> None:

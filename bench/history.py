@@ -1,9 +1,10 @@
 """History at scale: the stream timeline against the original hash-per-entry layout.
 
 A year of one-minute checks goes into the same redis-server twice: once as the project
-writes it (stream `…:credits:timeline`, fields r/u/s/src, id = check time in ms, trimmed
-with MINID ~), once as the original utility did (a hash `openrouter:credits:history:<ts>`
-per entry and the sorted set `openrouter:credits:timeline`, read entry by entry).
+writes it (stream `…:credits:timeline`, fields as `credit_tasks.timeline` encodes them,
+id = check time in ms, trimmed with MINID ~), once as the original utility did (a hash
+`openrouter:credits:history:<ts>` per entry and the sorted set `openrouter:credits:timeline`,
+read entry by entry).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import redis
 
+from credit_tasks import timeline
 from credit_tasks.keyspace import Keyspace
 from credit_tasks.settings import Settings
 from credit_tasks.store import Store, connect
@@ -67,12 +69,7 @@ def year(points: int, seed: int = 1) -> list[Point]:
 
 def stream_fields(point: Point) -> dict[str, str]:
     """The stream entry of a point, with the fields `Store.record_success` writes."""
-    return {
-        "r": str(point.remaining_usd),
-        "u": str(point.usage_usd),
-        "s": point.status,
-        "src": point.source,
-    }
+    return timeline.encode(point.remaining_usd, point.usage_usd, point.status, point.source)
 
 
 def _batches(points: list[Point]) -> Iterator[list[Point]]:
@@ -209,7 +206,7 @@ def run(
     # retention longer than the year: every point stays, so memory is per kept point
     keep_all_s = span_s + 86_400
     raw: Any = connect(svc.url(DB_STREAM))
-    store = Store(raw, keys, retention_s=keep_all_s, cooldown_s=3600, url=svc.url(DB_STREAM))
+    store = Store(raw, keys, retention_s=keep_all_s, url=svc.url(DB_STREAM))
     base: Any = redis.Redis.from_url(svc.url(DB_BASELINE), decode_responses=True)
     try:
         before = used_memory(raw)

@@ -222,7 +222,6 @@ def counted(svc: Services, count: int, reps: int) -> dict[str, Any]:
         redis.Redis(connection_pool=pool),
         Keyspace(PREFIX),
         retention_s=settings.retention_s,
-        cooldown_s=settings.cooldown_s,
         url=url,
     )
     responses: list[httpx.Response] = []
@@ -239,7 +238,7 @@ def counted(svc: Services, count: int, reps: int) -> dict[str, Any]:
         with OpenRouterClient(settings, http) as api:
             for name in ("list_keys", "fetch_snapshot"):
                 _phase(api, name, phases)
-            for name in ("apply", "queue_keys"):
+            for name in ("load", "commit"):
                 _phase(store, name, phases)
             for i in range(WARMUP + reps):
                 _fresh(store, settings)

@@ -21,6 +21,8 @@ import httpx
 import redis
 from celery import Celery
 
+from credit_tasks.procs import stop_process
+
 from .common import (
     API_KEY,
     BIN,
@@ -32,7 +34,6 @@ from .common import (
     flushdb,
     prime,
     set_balance,
-    stop_process,
     summary_ms,
     wait_for,
 )
@@ -173,7 +174,7 @@ def run(svc: Services, *, crossings: int) -> dict[str, Any]:
         finally:
             pubsub.close()
             listener.close()
-            stop_process(proc, timeout_s=30)
+            stop_process(proc, grace_s=30)
             app.close()
     for db in (DB_LATENCY, DB_BROKER):
         flushdb(svc.url(db))

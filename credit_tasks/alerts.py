@@ -5,11 +5,11 @@ Pure: built from a rules `Notice` and the figures of the subject it is about.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 
 from .rules import About, AlertType, Due, Notice, Status, Thresholds
+from .text import duration, money
 
 TOP_UP_URL = "https://openrouter.ai/settings/credits"
 KEYS_URL = "https://openrouter.ai/settings/keys"
@@ -55,17 +55,6 @@ class Alert:
             "key_label": self.key_label,
         }
         return out | {k: v for k, v in extras.items() if v is not None}
-
-
-def money(value: float | None) -> str:
-    return "an unknown amount" if value is None or not math.isfinite(value) else f"${value:,.2f}"
-
-
-def duration(hours: float) -> str:
-    """`about 19 h`, `about 25 min` under an hour, `under a minute` below that."""
-    if hours * 60 < 1:
-        return "under a minute"
-    return f"about {hours * 60:.0f} min" if hours < 1 else f"about {hours:,.0f} h"
 
 
 def pace(about: About) -> str:

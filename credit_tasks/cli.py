@@ -16,20 +16,21 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
-from .alerts import duration, pace
+from .alerts import pace
 from .check import EXIT_CODES, CheckResult, run_check
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
+from .text import duration, money
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
 
 
 def _money(value: object) -> str:
-    return "-" if value in (None, "") else f"${float(str(value)):,.2f}"
+    return money(value, missing="-")
 
 
 def _num(value: float) -> str:

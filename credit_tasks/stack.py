@@ -16,9 +16,7 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,10 +29,13 @@ from typing import Any
 
 import redis
 
+from . import procs, timeline
 from .errors import ConfigError
+from .history import Point
 from .keyspace import Keyspace
 from .settings import Settings, load_settings, redact_url
 from .simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY, Simulator
+from .text import money
 
 DEMO_REDIS_PORT = 6390  # not 6379, so a system Redis is never touched
 RUN_REDIS_PORT = 6399  # the project-local Redis of `make run`, data kept in .redis/
@@ -64,26 +65,6 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
 
 
-def _usd(value: float) -> str:
-    return f"${value:,.2f}"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _pings(url: str) -> bool:
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
     try:
@@ -94,18 +75,18 @@ def _pings(url: str) -> bool:
         client.close()
 
 
-def check_line(entry_id: str, fields: dict[str, str], previous_usd: float | None) -> str:
+def check_line(point: Point, previous_usd: float | None) -> str:
     """`12:00:05  check  warning   $9.95 left, $2.55 used (account)` for one timeline entry."""
-    when = datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000).strftime("%H:%M:%S")
-    remaining = float(fields["r"]) if fields.get("r") else None
-    text = "balance unknown" if remaining is None else f"{_usd(remaining)} left"
-    if fields.get("u"):
-        text += f", {_usd(float(fields['u']))} used"
-    if fields.get("src"):
-        text += f" ({fields['src'].replace('_', ' ')})"
+    when = point.timestamp.astimezone().strftime("%H:%M:%S")
+    remaining = point.remaining_usd
+    text = "balance unknown" if remaining is None else f"{money(remaining)} left"
+    if point.usage_usd is not None:
+        text += f", {money(point.usage_usd)} used"
+    if point.source:
+        text += f" ({point.source.replace('_', ' ')})"
     if remaining is not None and previous_usd is not None and remaining > previous_usd + 0.01:
-        text += f"  ↑ {_usd(remaining - previous_usd)}: a top-up"
-    return f"{when}  check  {fields.get('s', '?'):<9} {text}"
+        text += f"  ↑ {money(remaining - previous_usd)}: a top-up"
+    return f"{when}  check  {point.status or '?':<9} {text}"
 
 
 def alert_line(alert: dict[str, Any]) -> str:
@@ -152,17 +133,21 @@ class Stack:
         return child
 
     def wait_until(self, ready: Callable[[], bool], child: Child, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not ready():
+        def up() -> bool:
             if self.stopping.is_set():
                 raise KeyboardInterrupt
             if child.proc.poll() is not None:
                 raise ConfigError(
                     f"{child.name} exited at start (code {child.proc.returncode}): see {child.log}"
                 )
-            if time.monotonic() > deadline:
-                raise ConfigError(f"{child.name} did not start in {timeout_s:g} s: see {child.log}")
-            time.sleep(0.1)
+            return ready()
+
+        try:
+            procs.wait_until(up, timeout_s, child.name, interval_s=0.1)
+        except TimeoutError:
+            raise ConfigError(
+                f"{child.name} did not start in {timeout_s:g} s: see {child.log}"
+            ) from None
 
     def dead(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
@@ -193,20 +178,17 @@ class Stack:
         self.cleanups.clear()
 
     def redis_server(self, port: int, data_dir: Path, persist: bool) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        try:
+            argv = procs.redis_argv(port, data_dir, persist=persist)
+        except FileNotFoundError:
             raise ConfigError(
                 "redis-server is not installed: run `make demo` (it installs it), "
                 "`apt-get install redis-server`, or set REDIS_URL to a Redis you run"
-            )
+            ) from None
         data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
-        if not persist:
-            argv += ["--save", "", "--appendonly", "no"]
         child = self.start("redis-server", argv, dict(os.environ), data_dir)
-        url = f"redis://127.0.0.1:{port}/0"
-        self.wait_until(lambda: _pings(url), child)
-        return url
+        self.wait_until(lambda: procs.redis_ready(port), child)
+        return f"redis://127.0.0.1:{port}/0"
 
     def worker(self, env: dict[str, str], cwd: Path, hostname: str) -> None:
         schedule = self.state_dir / "celerybeat-schedule"
@@ -223,7 +205,7 @@ class Stack:
         argv = [sys.executable, "-m", "celery", "-A", "credit_tasks", "flower"]
         argv += ["--address=127.0.0.1", f"--port={port}"]
         child = self.start("flower", argv, env, cwd)
-        self.wait_until(lambda: _answers(port), child)
+        self.wait_until(lambda: procs.listening(port), child)
 
     def tail(self, redis_url: str, keys: Keyspace, duration_s: float | None) -> int:
         """Print each new check and alert until stopped; 1 when a process died under us."""
@@ -241,8 +223,10 @@ class Stack:
                     return 1
                 for _, entries in client.xread({keys.timeline: last_id}, count=100, block=500):
                     for last_id, fields in entries:
-                        say(check_line(last_id, fields, previous))
-                        previous = float(fields["r"]) if fields.get("r") else previous
+                        point = timeline.decode(last_id, fields)
+                        say(check_line(point, previous))
+                        if point.remaining_usd is not None:
+                            previous = point.remaining_usd
                 while (message := pubsub.get_message(timeout=0.0)) is not None:
                     if message["type"] == "message":
                         say(alert_line(json.loads(message["data"])))
@@ -311,7 +295,9 @@ def _redis(stack: Stack, settings: Settings, port: int, data: Path, demo: bool) 
         return settings.redis_url
     if not demo and _pings(f"redis://127.0.0.1:{port}/0"):
         return f"redis://127.0.0.1:{port}/0"  # the project-local Redis of an earlier run
-    return stack.redis_server(port if _port_free(port) else _free_port(), data, persist=not demo)
+    return stack.redis_server(
+        port if procs.port_free(port) else procs.free_port(), data, persist=not demo
+    )
 
 
 def _demo_plan(stack: Stack, settings: Settings, pace: float) -> Plan:
@@ -338,13 +324,13 @@ def _demo_plan(stack: Stack, settings: Settings, pace: float) -> Plan:
     }
     per_s = spend / 3600
     say(
-        f"Demo: a simulated OpenRouter account starts at {_usd(DEMO_START_USD)} and spends "
-        f"{_usd(spend)}/h, checked every {interval_s:g} s."
+        f"Demo: a simulated OpenRouter account starts at {money(DEMO_START_USD)} and spends "
+        f"{money(spend)}/h, checked every {interval_s:g} s."
     )
     say(
         f"  warning below $10 in ~{(DEMO_START_USD - 10) / per_s:.0f} s, critical below $5 in "
-        f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {_usd(DEMO_TOPUP_USD)} "
-        f"below {_usd(DEMO_TOPUP_BELOW_USD)} resolves it."
+        f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {money(DEMO_TOPUP_USD)} "
+        f"below {money(DEMO_TOPUP_BELOW_USD)} resolves it."
     )
     worker_settings = load_settings(
         redis_url=url,
@@ -377,7 +363,7 @@ def _serve(args: argparse.Namespace, state_dir: str, demo: bool) -> int:
     settings = load_settings()
     if not demo:
         settings.require_api_key()
-    if not _port_free(args.flower_port):
+    if not procs.port_free(args.flower_port):
         raise ConfigError(
             f"port {args.flower_port} is busy (another Flower or demo?): stop it, "
             "or pass --flower-port PORT"
@@ -423,12 +409,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     return _serve(args, ".run", demo=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def add_parsers(sub: Any) -> None:

@@ -14,12 +14,13 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 
+from . import timeline
 from .alerts import Alert
 from .errors import StoreError
 from .history import Point
@@ -114,12 +115,9 @@ class Commit:
     @classmethod
     def success(cls, now: datetime, status: str, figures: dict[str, Any], **more: Any) -> Commit:
         current = {k: _text(v) for k, v in figures.items()} | {"status": status}
-        point = {
-            "r": current.get("remaining_usd", ""),
-            "u": current.get("usage_usd", ""),
-            "s": status,
-            "src": current.get("source", ""),
-        }
+        point = timeline.encode(
+            figures.get("remaining_usd"), figures.get("usage_usd"), status, figures.get("source")
+        )
         return cls(now, status, current=current, point=point, **more)
 
 
@@ -135,26 +133,12 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _float(value: str | None) -> float | None:
-    return float(value) if value else None
-
-
 def _hset(key: str, mapping: dict[str, str]) -> list[str]:
     return ["HSET", key, *(item for pair in mapping.items() for item in pair)]
 
 
 def _state(raw: str | None) -> AlertState:
     return AlertState.from_json(json.loads(raw)) if raw else AlertState()
-
-
-def _point(entry_id: str, fields: dict[str, str]) -> Point:
-    return Point(
-        timestamp=datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC),
-        remaining_usd=_float(fields.get("r")),
-        usage_usd=_float(fields.get("u")),
-        status=fields.get("s", ""),
-        source=fields.get("src", ""),
-    )
 
 
 def connect(url: str) -> redis.Redis:
@@ -275,7 +259,7 @@ class Store:
         return Loaded(
             states={s: _state(r) for s, r in raw.items()},
             raw=raw,
-            window=[_point(entry_id, fields) for entry_id, fields in entries],
+            window=[timeline.decode(entry_id, fields) for entry_id, fields in entries],
             consecutive_failures=int(failures or 0),
         )
 
@@ -413,7 +397,7 @@ class Store:
     def history(self, start: datetime, end: datetime) -> list[Point]:
         """Timeline points between `start` and `end`, oldest first, in one round trip."""
         entries = self.redis.xrange(self.keys.timeline, min=_ms(start), max=_ms(end))
-        return [_point(entry_id, fields) for entry_id, fields in entries]
+        return [timeline.decode(entry_id, fields) for entry_id, fields in entries]
 
     @_translated
     def current(self) -> dict[str, str]:

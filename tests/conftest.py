@@ -7,11 +7,8 @@ in db 1, so a flush never pulls the queues from under a running worker.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,8 @@ from typing import Any
 import pytest
 import redis
 
+from credit_tasks.procs import RedisServer, wait_until
+from credit_tasks.procs import free_port as free_port  # for the tests that import it here
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
@@ -31,61 +30,23 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for(predicate: Any, timeout_s: float = 10.0, what: str = "condition") -> Any:
     """Poll `predicate` until it returns something truthy, or fail the test."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+    try:
+        return wait_until(predicate, timeout_s, what)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server for the session; yields its base URL (no db)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.exit("redis-server is not installed: run `make test` (it installs it)", 2)
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    wait_for(lambda: _pings(client), what="redis-server to start")
-    client.close()
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def _pings(client: redis.Redis) -> bool:
     try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except FileNotFoundError:
+        pytest.exit("redis-server is not installed: run `make test` (it installs it)", 2)
+    yield server.url()
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -252,41 +213,7 @@ def worker(
     log.close()
 
 
-class RedisProcess:
-    """A redis-server of one test's own, on a fixed port so it can be stopped and restarted."""
-
-    def __init__(self, workdir: Path, args: tuple[str, ...], tls: bool = False) -> None:
-        self.port = free_port()
-        self.workdir, self.args, self.tls = workdir, args, tls
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisProcess:
-        ports = ("--port", "0", "--tls-port") if self.tls else ("--port",)
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                *ports,
-                str(self.port),
-                *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-                *("--dir", str(self.workdir), *self.args),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        proc = self.proc
-        wait_for(lambda: proc.poll() is not None or _listens(self.port), what="redis-server")
-        assert proc.poll() is None, f"redis-server {' '.join(self.args)} did not start"
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
-def _listens(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+RedisProcess = RedisServer  # a test's own redis-server: stop() and start() keep its port
 
 
 @pytest.fixture
@@ -295,7 +222,7 @@ def own_redis(tmp_path: Path) -> Iterator[Any]:
     started: list[RedisProcess] = []
 
     def start(*args: str, tls: bool = False) -> RedisProcess:
-        server = RedisProcess(tmp_path, args, tls).start()
+        server = RedisProcess(tmp_path, *args, tls=tls).start()
         started.append(server)
         return server
 

@@ -1,0 +1,22 @@
+"""Figures as people read them, the same in alerts, the CLI and the live view."""
+
+from __future__ import annotations
+
+import math
+
+UNKNOWN_AMOUNT = "an unknown amount"
+
+
+def money(value: object, missing: str = UNKNOWN_AMOUNT) -> str:
+    """`$1,234.50`; `missing` for no figure (None, "" as Redis keeps it, or not finite)."""
+    if value is None or value == "":
+        return missing
+    number = value if isinstance(value, float) else float(str(value))
+    return f"${number:,.2f}" if math.isfinite(number) else missing
+
+
+def duration(hours: float) -> str:
+    """`about 19 h`, `about 25 min` under an hour, `under a minute` below that."""
+    if hours * 60 < 1:
+        return "under a minute"
+    return f"about {hours * 60:.0f} min" if hours < 1 else f"about {hours:,.0f} h"
