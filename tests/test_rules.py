@@ -351,3 +351,18 @@ def test_key_thresholds_are_percents_of_the_limit(
 ) -> None:
     th = rules.key_thresholds(limit_usd, 20.0, 5.0, 0.1)
     assert classify(remaining_usd, OK, th) is expected
+
+
+@pytest.mark.parametrize(
+    "th",
+    [
+        Thresholds(warning_usd=10.0, critical_usd=0.0),
+        Thresholds(warning_usd=0.0, critical_usd=0.0),
+        rules.key_thresholds(0.0, 20.0, 5.0, 0.1),  # a key capped at $0
+    ],
+)
+@pytest.mark.parametrize("remaining_usd", [0.0, -0.5])
+def test_nothing_left_or_less_is_critical_whatever_the_thresholds(
+    th: Thresholds, remaining_usd: float
+) -> None:
+    assert classify(remaining_usd, OK, th) is CRITICAL
