@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
-from .alerts import About, duration, pace
+from .alerts import About, duration, remaining_text
 from .channels import load_channels
 from .check import EXIT_CODES, CheckResult, run_check
 from .client import OpenRouterClient
@@ -60,7 +60,7 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
             runway_hours=result.runway_hours,
             window_hours=settings.credit_burn_window_hours,
         )
-        text = f"{_money(snap.remaining_usd)} left{pace(about)} ({snap.source.replace('_', ' ')})"
+        text = f"{remaining_text(about)} ({snap.source.replace('_', ' ')})"
     if result.runway_hours is not None:
         perf.append(
             f"runway_hours={result.runway_hours:.1f};{settings.credit_runway_warning_hours:g};;0"

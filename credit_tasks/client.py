@@ -1,5 +1,8 @@
 """The OpenRouter client: reads `/key` (and `/credits` with a management key) into a Snapshot.
 
+Money figures are taken as the API gives them: a negative `limit_remaining` is an overspent key
+(a request in flight can take a key past its cap), never a malformed answer.
+
 Every request goes through one tenacity retry layer (attempts and a time budget from the
 settings); httpx errors are translated into the project's FetchError family in one place.
 Secrets are read with `get_secret_value()` only to build the Authorization header.
@@ -34,7 +37,7 @@ KEYS_URL = "https://openrouter.ai/settings/keys"
 MANAGEMENT_KEYS_URL = "https://openrouter.ai/settings/management-keys"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-MAX_USD = 1e9
+MAX_USD = 1e9  # a figure beyond ±MAX_USD is a broken answer, not money
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
@@ -80,7 +83,8 @@ class KeyInfo:
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
-_Money = Annotated[float, Field(ge=0, le=MAX_USD)]
+# the API sets no minimum: negative figures are real (an overspent key, a negative balance)
+_Money = Annotated[float, Field(ge=-MAX_USD, le=MAX_USD)]
 
 
 class _Strict(BaseModel):
@@ -195,7 +199,7 @@ class OpenRouterClient:
         key = _validate(_KeyAnswer, body, self._key_path).data
         limit_remaining = key.limit_remaining
         if key.limit is not None and limit_remaining is None:
-            limit_remaining = max(key.limit - key.usage, 0.0)
+            limit_remaining = key.limit - key.usage
         known = Snapshot(
             checked_at=now,
             remaining_usd=None,
@@ -220,10 +224,10 @@ class OpenRouterClient:
             candidates.append((account, "account"))
         if candidates:
             remaining, source = min(candidates, key=lambda pair: pair[0])
-            return dataclasses.replace(known, remaining_usd=max(remaining, 0.0), source=source)
+            return dataclasses.replace(known, remaining_usd=remaining, source=source)
         initial = self._settings.credit_initial_balance
         if initial is not None:
-            remaining = max(initial - key.usage, 0.0)
+            remaining = initial - key.usage
             return dataclasses.replace(known, remaining_usd=remaining, source="initial_balance")
         return known
 
@@ -245,7 +249,7 @@ class OpenRouterClient:
                     continue
                 remaining = item.limit_remaining
                 if item.limit is not None and remaining is None:
-                    remaining = max(item.limit - item.usage, 0.0)
+                    remaining = item.limit - item.usage
                 keys.append(
                     KeyInfo(
                         item.hash,

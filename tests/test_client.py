@@ -20,6 +20,7 @@ from credit_tasks.errors import (
     KeyRejected,
     MalformedAnswer,
 )
+from credit_tasks.rules import Status, Thresholds, classify
 from credit_tasks.settings import Settings
 
 API_KEY = "sk-or-v1-test-api-0123456789abcdef"
@@ -147,7 +148,8 @@ def test_a_capped_key_alone_reports_what_is_left_of_its_limit() -> None:
         (KEY_CAPPED, CREDITS, 74.5, "key_limit"),
         (KEY_CAPPED, {"data": {"total_credits": 30, "total_usage": 20}}, 10.0, "account"),
         (KEY_OLD, CREDITS, 74.75, "account"),
-        (KEY_CAPPED, {"data": {"total_credits": 10, "total_usage": 12}}, 0.0, "account"),
+        # a negative account balance is kept as it is: critical, never clamped to 0
+        (KEY_CAPPED, {"data": {"total_credits": 10, "total_usage": 12}}, -2.0, "account"),
     ],
 )
 def test_the_spendable_balance_is_the_smaller_of_key_limit_and_account(
@@ -188,7 +190,7 @@ def test_an_all_zero_credits_answer_does_not_hide_the_key_limit() -> None:
     ("initial", "usage", "remaining"),
     [
         (10.0, 0.65, 9.35),
-        (0.5, 0.65, 0.0),
+        (0.5, 0.65, -0.15),
         (0.0, 0.0, 0.0),
     ],
 )
@@ -210,7 +212,7 @@ def test_without_any_source_the_balance_is_unknown_but_usage_is_kept() -> None:
     assert (snap.remaining_usd, snap.source, snap.usage_usd) == (None, "none", 0.65017511)
 
 
-@pytest.mark.parametrize(("limit", "usage", "remaining"), [(100, 25.5, 74.5), (10, 12, 0.0)])
+@pytest.mark.parametrize(("limit", "usage", "remaining"), [(100, 25.5, 74.5), (10, 12, -2.0)])
 def test_a_missing_limit_remaining_is_derived_from_limit_and_usage(
     limit: float, usage: float, remaining: float
 ) -> None:
@@ -221,6 +223,27 @@ def test_a_missing_limit_remaining_is_derived_from_limit_and_usage(
         remaining,
         "key_limit",
     )
+
+
+def test_an_overspent_key_is_read_with_its_negative_remaining_and_is_critical() -> None:
+    body = key_with(limit=10, limit_remaining=-0.5, usage=10.5)
+    snap = fetch(FakeOpenRouter(key=ok(body)))
+    assert (snap.remaining_usd, snap.limit_remaining_usd, snap.source) == (
+        -0.5,
+        -0.5,
+        "key_limit",
+    )
+    th = Thresholds(warning_usd=10.0, critical_usd=5.0)
+    assert classify(snap.remaining_usd, Status.OK, th) is Status.CRITICAL
+
+
+def test_a_negative_account_balance_is_kept_and_is_critical() -> None:
+    fake = FakeOpenRouter(
+        key=ok(KEY_OLD), credits=ok({"data": {"total_credits": 10, "total_usage": 10.25}})
+    )
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    assert (snap.remaining_usd, snap.source) == (-0.25, "account")
+    assert classify(-0.25, Status.OK, Thresholds(10.0, 5.0)) is Status.CRITICAL
 
 
 def test_a_404_on_key_falls_back_to_auth_key_and_remembers_it() -> None:
@@ -381,9 +404,11 @@ MALFORMED_KEY_BODIES = {
     "Infinity": '{"data": {"limit": Infinity, "usage": 1}}',
     "-Infinity": '{"data": {"limit": null, "usage": -Infinity}}',
     "overflow": '{"data": {"limit": null, "usage": 1e400}}',
-    "negative usage": '{"data": {"limit": null, "usage": -0.01}}',
-    "negative limit_remaining": '{"data": {"limit": 5, "usage": 1, "limit_remaining": -1}}',
     "absurd limit": '{"data": {"limit": 2e9, "usage": 1}}',
+    "absurdly negative usage": '{"data": {"limit": null, "usage": -2e9}}',
+    "absurdly negative limit_remaining": (
+        '{"data": {"limit": 5, "usage": 1, "limit_remaining": -1e10}}'
+    ),
     "error without code": '{"error": {"message": "boom"}}',
     "error coded 200": '{"error": {"code": 200, "message": "fine"}}',
 }
@@ -401,7 +426,7 @@ def test_a_malformed_key_answer_is_refused_without_retry(body: str) -> None:
 MALFORMED_CREDITS_BODIES = {
     "total_credits a string": '{"data": {"total_credits": "100", "total_usage": 1}}',
     "total_usage missing": '{"data": {"total_credits": 100}}',
-    "negative total_usage": '{"data": {"total_credits": 100, "total_usage": -5}}',
+    "absurdly negative total_usage": '{"data": {"total_credits": 100, "total_usage": -1e12}}',
     "NaN": '{"data": {"total_credits": NaN, "total_usage": 1}}',
     "absurd": '{"data": {"total_credits": 1e12, "total_usage": 1}}',
     "html": "<!doctype html><title>Cloudflare</title>",
@@ -499,3 +524,26 @@ def test_a_client_passed_in_is_left_open() -> None:
         pass
     assert not http.is_closed
     http.close()
+
+
+KEY_SWEEP = {
+    "creator_user_id null": {"creator_user_id": None},
+    "expires_at null": {"expires_at": None},
+    "expires_at a time": {"expires_at": "2027-12-31T23:59:59Z"},
+    "limit_reset hourly": {"limit_reset": "hourly"},
+    "label empty": {"label": ""},
+    "label anything": {"label": "my key ✓ — not masked"},
+    "unknown fields": {"future_field": {"nested": [1, 2]}, "another": None},
+}
+
+
+@pytest.mark.parametrize("fields", KEY_SWEEP.values(), ids=KEY_SWEEP.keys())
+def test_a_key_answer_the_field_table_allows_is_read(fields: dict[str, object]) -> None:
+    data = {**KEY_CAPPED["data"], "creator_user_id": "user_1", **fields}
+    snap = fetch(FakeOpenRouter(key=ok({"data": data})))
+    assert (snap.remaining_usd, snap.source) == (74.5, "key_limit")
+
+
+def test_a_key_answer_without_is_free_tier_reads_it_as_unknown() -> None:
+    data = {k: v for k, v in KEY_CAPPED["data"].items() if k != "is_free_tier"}
+    assert fetch(FakeOpenRouter(key=ok({"data": data}))).is_free_tier is None
