@@ -45,6 +45,7 @@ SKIPPED_SCHEDULED = (
     "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
 )
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class CheckResult:
     burn_rate_usd_per_hour: float | None = None
     runway_hours: float | None = None
     keys: list[KeyStatus] = field(default_factory=list)
+    unreadable_keys: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -103,7 +105,11 @@ class CheckResult:
             "account_balance_usd": snap.get("account_balance_usd"),
             "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
             "runway_hours": _round(self.runway_hours, 2),
-            "keys": {"checked": len(self.keys), **counts} if self.keys else None,
+            "keys": (
+                {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
+                if self.keys or self.unreadable_keys
+                else None
+            ),
             "skipped": self.skipped,
             "error": self.error,
             "note": self.note,
@@ -113,6 +119,15 @@ class CheckResult:
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def unreadable_note(names: list[str]) -> str:
+    """`2 keys unreadable: <hash>, <hash>`, naming a few and counting the rest."""
+    shown = ", ".join(names[:UNREADABLE_NAMED])
+    more = len(names) - UNREADABLE_NAMED
+    if more > 0:
+        shown += f" and {more} more"
+    return f"{len(names)} key{'s' if len(names) != 1 else ''} unreadable: {shown}"
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -153,14 +168,16 @@ def run_check(
         except FetchError as exc:
             return _failed(settings, store, now, exc)
         keys: list[KeyInfo] | None = None
+        unreadable: list[str] = []
         keys_error = None
         try:
-            keys = client.list_keys(now)
+            listing = client.list_keys(now)
+            keys, unreadable = listing.keys, listing.unreadable
         except FetchError as exc:
             # the account figure stands; the key table keeps its last good state
             keys_error = f"keys not checked: {exc}"
             log.warning("%s", keys_error)
-        return _observed(settings, store, now, snapshot, keys, keys_error)
+        return _observed(settings, store, now, snapshot, keys, keys_error, unreadable)
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
@@ -205,6 +222,7 @@ def _observed(
     snapshot: Snapshot,
     keys: list[KeyInfo] | None,
     keys_error: str | None,
+    unreadable: list[str] | None = None,
 ) -> CheckResult:
     remaining = snapshot.remaining_usd
     rate = runway = None
@@ -292,7 +310,11 @@ def _observed(
         # the check's own writes go into the decision's transaction: one round trip for all
         status = statuses.get(ACCOUNT, Status.UNKNOWN)
         extra = {"burn_rate_usd_per_hour": _round(rate, 6), "runway_hours": _round(runway, 2)}
-        point = store.queue_success(pipe, snapshot.as_dict(), status.value, now, extra)
+        # None when the keys were not listed: the last listing's unreadable keys stand
+        named = (unreadable or []) if keys is not None else None
+        point = store.queue_success(
+            pipe, snapshot.as_dict(), status.value, now, extra, unreadable_keys=named
+        )
         key_rows[:] = [KeyStatus(k, statuses.get(f"key:{k.hash}", Status.OK)) for k in keys or []]
         if keys is not None:
             store.queue_keys(pipe, {row.key.hash: row.as_dict() for row in key_rows})
@@ -303,6 +325,8 @@ def _observed(
     note = UNKNOWN_BALANCE_HINT if remaining is None else None
     if keys_error:
         note = f"{note}; {keys_error}" if note else keys_error
+    if unreadable:
+        note = f"{note}; {unreadable_note(unreadable)}" if note else unreadable_note(unreadable)
     log.info("check %s: %s left (%s)", status.value, remaining, snapshot.source)
     return CheckResult(
         status,
@@ -313,4 +337,5 @@ def _observed(
         burn_rate_usd_per_hour=rate,
         runway_hours=runway,
         keys=key_rows,
+        unreadable_keys=list(unreadable or []),
     )

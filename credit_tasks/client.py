@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -77,9 +77,18 @@ class KeyInfo:
     name: str
     label: str
     limit_usd: float | None
-    remaining_usd: float | None
+    remaining_usd: float | None  # negative when the key is overspent
     usage_usd: float
     limit_reset: str | None
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    """The enabled keys `/keys` lists, and the items it sent that could not be read."""
+
+    keys: list[KeyInfo] = field(default_factory=list)
+    # each unreadable item's hash, or "item N of page P" when it has none
+    unreadable: list[str] = field(default_factory=list)
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -125,7 +134,8 @@ class _KeyItem(_Strict):
 
 
 class _KeysPage(_Strict):
-    data: list[_KeyItem]
+    # each item is read on its own: one bad item must not cost the whole listing
+    data: list[Any]
 
 
 class _ErrorDetail(_Strict):
@@ -231,12 +241,16 @@ class OpenRouterClient:
             return dataclasses.replace(known, remaining_usd=remaining, source="initial_balance")
         return known
 
-    def list_keys(self, now: datetime) -> list[KeyInfo]:
-        """Every enabled key of the account, with a management key; [] without one."""
+    def list_keys(self, now: datetime) -> KeyListing:
+        """Every enabled key of the account, with a management key; none without one.
+
+        An item that cannot be read is skipped and named in `unreadable`; only a page that is
+        not a list of items makes the whole listing fail.
+        """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
-            return []
-        keys: list[KeyInfo] = []
+            return KeyListing()
+        listing = KeyListing()
         for page_number in range(MAX_KEY_PAGES):
             path = f"keys?offset={page_number * KEYS_PAGE_SIZE}&include_disabled=false"
             try:
@@ -244,27 +258,39 @@ class OpenRouterClient:
             except _PaymentRequired as exc:
                 raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
             page = _validate(_KeysPage, body, "keys").data
-            for item in page:
-                if item.disabled:
-                    continue
-                remaining = item.limit_remaining
-                if item.limit is not None and remaining is None:
-                    remaining = item.limit - item.usage
-                keys.append(
-                    KeyInfo(
-                        item.hash,
-                        self._scrub_label(item.name) or "",
-                        self._scrub_label(item.label) or "",
-                        item.limit,
-                        remaining,
-                        item.usage,
-                        item.limit_reset,
-                    )
-                )
+            for index, raw in enumerate(page):
+                self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
             # no page-size parameter: a short page is the last
             if len(page) < KEYS_PAGE_SIZE:
                 break
-        return keys
+        return listing
+
+    def _read_item(self, raw: object, where: str, listing: KeyListing) -> None:
+        """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
+        try:
+            item = _validate(_KeyItem, raw, "keys")
+        except MalformedAnswer as exc:
+            named = raw.get("hash") if isinstance(raw, dict) else None
+            name = self._scrub(named) if isinstance(named, str) and named.strip() else where
+            log.warning("skipped an unreadable key (%s): %s", name, exc)
+            listing.unreadable.append(name)
+            return
+        if item.disabled:
+            return
+        remaining = item.limit_remaining
+        if item.limit is not None and remaining is None:
+            remaining = item.limit - item.usage
+        listing.keys.append(
+            KeyInfo(
+                item.hash,
+                self._scrub_label(item.name) or "",
+                self._scrub_label(item.label) or "",
+                item.limit,
+                remaining,
+                item.usage,
+                item.limit_reset,
+            )
+        )
 
     def _read_key(self, now: datetime) -> dict[str, Any]:
         if self._key_path == "key":

@@ -177,20 +177,26 @@ class Store:
         status: str,
         now: datetime,
         extra: dict[str, Any] | None = None,
+        *,
+        unreadable_keys: list[str] | None = None,
     ) -> dict[str, str]:
-        """Queue the writes of a successful check on `pipe`; returns the timeline point."""
+        """Queue the writes of a successful check on `pipe`; returns the timeline point.
+
+        `unreadable_keys` replaces the stored list of `/keys` items that could not be read
+        (comma-joined); None leaves it as the last listing left it.
+        """
         current = {k: _text(v) for k, v in (snapshot | (extra or {})).items()} | {"status": status}
         pipe.hset(self.keys.current, mapping=current)
-        pipe.hset(
-            self.keys.monitoring_status,
-            mapping={
-                "last_check_at": now.isoformat(),
-                "last_success_at": now.isoformat(),
-                "consecutive_failures": 0,
-                "last_error": "",
-                "last_status": status,
-            },
-        )
+        monitoring: dict[str, object] = {
+            "last_check_at": now.isoformat(),
+            "last_success_at": now.isoformat(),
+            "consecutive_failures": 0,
+            "last_error": "",
+            "last_status": status,
+        }
+        if unreadable_keys is not None:
+            monitoring["unreadable_keys"] = ",".join(unreadable_keys)
+        pipe.hset(self.keys.monitoring_status, mapping=monitoring)
         point = {
             "r": current.get("remaining_usd", ""),
             "u": current.get("usage_usd", ""),
