@@ -96,8 +96,8 @@ def _overspent(about: About) -> bool:
 
 def remaining_text(about: About) -> str:
     """`$8.00 left, about 19 h at …'s pace`, or `overspent by $0.50` below zero."""
-    if about.remaining_usd is not None and about.remaining_usd < 0:
-        return f"overspent by {money(-about.remaining_usd)}"
+    if _overspent(about):
+        return f"overspent by {money(-(about.remaining_usd or 0.0))}"
     return f"{money(about.remaining_usd)} left{pace(about)}"
 
 
@@ -148,9 +148,14 @@ def message_for(
             f"warning threshold; {fix}."
         )
     if kind is AlertType.CRITICAL:
+        after = (
+            ": requests fail with 402 until then"
+            if _overspent(about)
+            else ", or requests will fail with 402"
+        )
         return (
             f"OpenRouter credits are critical: {left}, below the {money(threshold_usd)} "
-            f"critical threshold; {fix} now, or requests will fail with 402."
+            f"critical threshold; {fix} now{after}."
         )
     if kind is AlertType.RUNWAY:
         return (

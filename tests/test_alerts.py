@@ -238,6 +238,7 @@ def test_an_overspent_balance_says_by_how_much_instead_of_a_negative_amount(sour
     about = About(remaining_usd=-0.5, source=source, runway_hours=-0.1, window_hours=24)
     alert = build_alert(Notice(C), alert_id="a", status=CRITICAL, th=TH, now=T0, about=about)
     assert "OpenRouter credits are critical: overspent by $0.50, below the $5.00" in alert.message
+    assert alert.message.endswith("now: requests fail with 402 until then.")
     assert "$-" not in alert.message and "pace" not in alert.message
     assert alert.remaining_usd == -0.5
 
