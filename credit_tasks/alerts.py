@@ -64,14 +64,32 @@ def pace(about: About) -> str:
     return f", {duration(about.runway_hours)} at the last {about.window_hours:g} h's pace"
 
 
+def _overspent(about: About) -> bool:
+    return about.remaining_usd is not None and about.remaining_usd < 0
+
+
+def remaining_text(about: About) -> str:
+    """`$8.00 left, about 19 h at …'s pace`, or `overspent by $0.50` below zero."""
+    if _overspent(about):
+        return f"overspent by {money(-(about.remaining_usd or 0.0))}"
+    return f"{money(about.remaining_usd)} left{pace(about)}"
+
+
 def _key_message(
     notice: Notice, about: About, threshold_usd: float | None, percent: float | None
 ) -> str:
     who = f'OpenRouter key "{about.key_name}" ({about.key_label})'
     left = f"{money(about.remaining_usd)} of its {money(about.limit_usd)} limit left"
+    if about.remaining_usd is not None and about.remaining_usd < 0:
+        left = f"overspent by {money(-about.remaining_usd)} past its {money(about.limit_usd)} limit"
     below = f"below {percent:g}% ({money(threshold_usd)})" if percent else "below its threshold"
     if notice.type is AlertType.WARNING:
         return f"{who} is low: {left}, {below}; raise its limit at {KEYS_URL}."
+    if notice.type is AlertType.CRITICAL and _overspent(about):
+        return (
+            f"{who} is exhausted: {left}, {below}; raise its limit at {KEYS_URL} now: "
+            "its requests fail with 402 until then."
+        )
     if notice.type is AlertType.CRITICAL:
         return (
             f"{who} is nearly exhausted: {left}, {below}; raise its limit at {KEYS_URL} now, "
@@ -91,7 +109,7 @@ def message_for(
     """A sentence a person can act on."""
     if about.key_name is not None or about.subject.startswith("key:"):
         return _key_message(notice, about, threshold_usd, threshold_percent)
-    left = f"{money(about.remaining_usd)} left{pace(about)}"
+    left = remaining_text(about)
     fix = (
         f"raise the key's limit at {KEYS_URL}"
         if about.source == "key_limit"
@@ -104,9 +122,14 @@ def message_for(
             f"warning threshold; {fix}."
         )
     if kind is AlertType.CRITICAL:
+        after = (
+            ": requests fail with 402 until then"
+            if _overspent(about)
+            else ", or requests will fail with 402"
+        )
         return (
             f"OpenRouter credits are critical: {left}, below the {money(threshold_usd)} "
-            f"critical threshold; {fix} now, or requests will fail with 402."
+            f"critical threshold; {fix} now{after}."
         )
     if kind is AlertType.RUNWAY:
         return (

@@ -44,6 +44,7 @@ SKIPPED_SCHEDULED = (
     "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
 )
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class CheckResult:
     burn_rate_usd_per_hour: float | None = None
     runway_hours: float | None = None
     keys: list[KeyStatus] = field(default_factory=list)
+    unreadable_keys: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -102,7 +104,11 @@ class CheckResult:
             "account_balance_usd": snap.get("account_balance_usd"),
             "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
             "runway_hours": _round(self.runway_hours, 2),
-            "keys": {"checked": len(self.keys), **counts} if self.keys else None,
+            "keys": (
+                {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
+                if self.keys or self.unreadable_keys
+                else None
+            ),
             "skipped": self.skipped,
             "error": self.error,
             "note": self.note,
@@ -112,6 +118,15 @@ class CheckResult:
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def unreadable_note(names: list[str]) -> str:
+    """`2 keys unreadable: <hash>, <hash>`, naming a few and counting the rest."""
+    shown = ", ".join(names[:UNREADABLE_NAMED])
+    more = len(names) - UNREADABLE_NAMED
+    if more > 0:
+        shown += f" and {more} more"
+    return f"{len(names)} key{'s' if len(names) != 1 else ''} unreadable: {shown}"
 
 
 def policy(settings: Settings) -> Policy:
@@ -177,6 +192,7 @@ class _Seen:
 
     snapshot: Snapshot | None = None
     keys: list[KeyInfo] | None = None  # None: not listed (no management key counts as [])
+    unreadable: list[str] = field(default_factory=list)  # /keys items that could not be read
     keys_error: str | None = None
     error: FetchError | None = None
 
@@ -187,7 +203,8 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
     except FetchError as exc:
         return _Seen(error=exc)
     try:
-        return _Seen(snapshot, client.list_keys(now))
+        listing = client.list_keys(now)
+        return _Seen(snapshot, listing.keys, listing.unreadable)
     except FetchError as exc:
         # the account figure stands; the key table keeps its last good state
         keys_error = f"keys not checked: {exc}"
@@ -262,7 +279,15 @@ def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetim
     keys = None
     if seen.keys is not None:
         keys = {row.key.hash: row.as_dict() for row in _key_rows(seen.keys, decision)}
-    return Commit.success(now, decision.status.value, seen.snapshot.as_dict() | extra, keys=keys)
+    # None when the keys were not listed: the last listing's unreadable keys stand
+    unreadable = seen.unreadable if seen.keys is not None else None
+    return Commit.success(
+        now,
+        decision.status.value,
+        seen.snapshot.as_dict() | extra,
+        keys=keys,
+        unreadable=unreadable,
+    )
 
 
 def _key_rows(keys: list[KeyInfo], decision: Decision) -> list[KeyStatus]:
@@ -284,8 +309,9 @@ def _result(
     snapshot = seen.snapshot
     assert snapshot is not None
     note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
-    if seen.keys_error:
-        note = f"{note}; {seen.keys_error}" if note else seen.keys_error
+    for more in (seen.keys_error, seen.unreadable and unreadable_note(seen.unreadable)):
+        if more:
+            note = f"{note}; {more}" if note else more
     status = decision.status
     log.info("check %s: %s left (%s)", status.value, snapshot.remaining_usd, snapshot.source)
     return CheckResult(
@@ -297,6 +323,7 @@ def _result(
         burn_rate_usd_per_hour=observed.burn_rate_usd_per_hour,
         runway_hours=observed.runway_hours,
         keys=_key_rows(seen.keys or [], decision),
+        unreadable_keys=list(seen.unreadable),
     )
 
 

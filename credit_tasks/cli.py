@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import history, notify
-from .alerts import pace
+from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check
 from .errors import CreditTasksError
 from .rules import About, Status
@@ -59,7 +59,7 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
             runway_hours=result.runway_hours,
             window_hours=settings.credit_burn_window_hours,
         )
-        text = f"{_money(snap.remaining_usd)} left{pace(about)} ({snap.source.replace('_', ' ')})"
+        text = f"{remaining_text(about)} ({snap.source.replace('_', ' ')})"
     if result.runway_hours is not None:
         perf.append(
             f"runway_hours={result.runway_hours:.1f};{settings.credit_runway_warning_hours:g};;0"
@@ -243,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     if monitoring.get("last_error"):
         print(f"Last error: {monitoring['last_error']}")
+    if monitoring.get("unreadable_keys"):
+        print(f"Unreadable keys: {monitoring['unreadable_keys'].replace(',', ', ')}")
     if alerts:
         print("Recent alerts:")
         for a in alerts:

@@ -1,5 +1,8 @@
 """The OpenRouter client: reads `/key` (and `/credits` with a management key) into a Snapshot.
 
+Money figures are taken as the API gives them: a negative `limit_remaining` is an overspent key
+(a request in flight can take a key past its cap), never a malformed answer.
+
 Every request goes through one tenacity retry layer (attempts and a time budget from the
 settings); httpx errors are translated into the project's FetchError family in one place.
 Secrets are read with `get_secret_value()` only to build the Authorization header.
@@ -15,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -34,7 +37,7 @@ KEYS_URL = "https://openrouter.ai/settings/keys"
 MANAGEMENT_KEYS_URL = "https://openrouter.ai/settings/management-keys"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-MAX_USD = 1e9
+MAX_USD = 1e9  # a figure beyond ±MAX_USD is a broken answer, not money
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
@@ -74,13 +77,23 @@ class KeyInfo:
     name: str
     label: str
     limit_usd: float | None
-    remaining_usd: float | None
+    remaining_usd: float | None  # negative when the key is overspent
     usage_usd: float
     limit_reset: str | None
 
 
+@dataclass(frozen=True)
+class KeyListing:
+    """The enabled keys `/keys` lists, and the items it sent that could not be read."""
+
+    keys: list[KeyInfo] = field(default_factory=list)
+    # each unreadable item's hash, or "item N of page P" when it has none
+    unreadable: list[str] = field(default_factory=list)
+
+
 _Model = TypeVar("_Model", bound=BaseModel)
-_Money = Annotated[float, Field(ge=0, le=MAX_USD)]
+# the API sets no minimum: negative figures are real (an overspent key, a negative balance)
+_Money = Annotated[float, Field(ge=-MAX_USD, le=MAX_USD)]
 
 
 class _Strict(BaseModel):
@@ -121,7 +134,8 @@ class _KeyItem(_Strict):
 
 
 class _KeysPage(_Strict):
-    data: list[_KeyItem]
+    # each item is read on its own: one bad item must not cost the whole listing
+    data: list[Any]
 
 
 class _ErrorDetail(_Strict):
@@ -195,7 +209,7 @@ class OpenRouterClient:
         key = _validate(_KeyAnswer, body, self._key_path).data
         limit_remaining = key.limit_remaining
         if key.limit is not None and limit_remaining is None:
-            limit_remaining = max(key.limit - key.usage, 0.0)
+            limit_remaining = key.limit - key.usage
         known = Snapshot(
             checked_at=now,
             remaining_usd=None,
@@ -220,19 +234,23 @@ class OpenRouterClient:
             candidates.append((account, "account"))
         if candidates:
             remaining, source = min(candidates, key=lambda pair: pair[0])
-            return dataclasses.replace(known, remaining_usd=max(remaining, 0.0), source=source)
+            return dataclasses.replace(known, remaining_usd=remaining, source=source)
         initial = self._settings.credit_initial_balance
         if initial is not None:
-            remaining = max(initial - key.usage, 0.0)
+            remaining = initial - key.usage
             return dataclasses.replace(known, remaining_usd=remaining, source="initial_balance")
         return known
 
-    def list_keys(self, now: datetime) -> list[KeyInfo]:
-        """Every enabled key of the account, with a management key; [] without one."""
+    def list_keys(self, now: datetime) -> KeyListing:
+        """Every enabled key of the account, with a management key; none without one.
+
+        An item that cannot be read is skipped and named in `unreadable`; only a page that is
+        not a list of items makes the whole listing fail.
+        """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
-            return []
-        keys: list[KeyInfo] = []
+            return KeyListing()
+        listing = KeyListing()
         for page_number in range(MAX_KEY_PAGES):
             path = f"keys?offset={page_number * KEYS_PAGE_SIZE}&include_disabled=false"
             try:
@@ -240,27 +258,39 @@ class OpenRouterClient:
             except _PaymentRequired as exc:
                 raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
             page = _validate(_KeysPage, body, "keys").data
-            for item in page:
-                if item.disabled:
-                    continue
-                remaining = item.limit_remaining
-                if item.limit is not None and remaining is None:
-                    remaining = max(item.limit - item.usage, 0.0)
-                keys.append(
-                    KeyInfo(
-                        item.hash,
-                        self._scrub_label(item.name) or "",
-                        self._scrub_label(item.label) or "",
-                        item.limit,
-                        remaining,
-                        item.usage,
-                        item.limit_reset,
-                    )
-                )
+            for index, raw in enumerate(page):
+                self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
             # no page-size parameter: a short page is the last
             if len(page) < KEYS_PAGE_SIZE:
                 break
-        return keys
+        return listing
+
+    def _read_item(self, raw: object, where: str, listing: KeyListing) -> None:
+        """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
+        try:
+            item = _validate(_KeyItem, raw, "keys")
+        except MalformedAnswer as exc:
+            named = raw.get("hash") if isinstance(raw, dict) else None
+            name = self._scrub(named) if isinstance(named, str) and named.strip() else where
+            log.warning("skipped an unreadable key (%s): %s", name, exc)
+            listing.unreadable.append(name)
+            return
+        if item.disabled:
+            return
+        remaining = item.limit_remaining
+        if item.limit is not None and remaining is None:
+            remaining = item.limit - item.usage
+        listing.keys.append(
+            KeyInfo(
+                item.hash,
+                self._scrub_label(item.name) or "",
+                self._scrub_label(item.label) or "",
+                item.limit,
+                remaining,
+                item.usage,
+                item.limit_reset,
+            )
+        )
 
     def _read_key(self, now: datetime) -> dict[str, Any]:
         if self._key_path == "key":

@@ -84,10 +84,13 @@ class Notice:
 
 
 def classify(remaining_usd: float, previous: Status, th: Thresholds) -> Status:
-    """Status of a known balance; leaving a state needs the threshold plus the margin."""
+    """Status of a known balance; leaving a state needs the threshold plus the margin.
+
+    Nothing left, or less (an overspent key), is critical whatever the thresholds.
+    """
     crit_exit = th.critical_usd * (1 + th.recovery_margin)
     warn_exit = th.warning_usd * (1 + th.recovery_margin)
-    if remaining_usd < th.critical_usd:
+    if remaining_usd <= 0 or remaining_usd < th.critical_usd:
         return Status.CRITICAL
     if previous is Status.CRITICAL and remaining_usd < crit_exit:
         return Status.CRITICAL

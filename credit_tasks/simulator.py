@@ -31,6 +31,8 @@ API_PREFIX = "/api/v1"
 PAGE_SIZE = 100
 DEFAULT_API_KEY = "sk-or-v1-sim-ordinary"
 DEFAULT_MANAGEMENT_KEY = "sk-or-v1-sim-management"
+CREATOR_USER_ID = "user_2simu1atorXXXXXXXXXXXXXXXX"
+WORKSPACE_ID = "5f1d7c2e-0b6a-4c1e-9a43-51a7e0c0d001"  # the default workspace
 FAULT_KINDS = frozenset(
     {"status", "error_in_200", "body", "data", "delay", "reset", "hang", "close"}
 )
@@ -84,7 +86,8 @@ class _Key:
 
     @property
     def remaining(self) -> float | None:
-        return None if self.limit is None else max(self.limit - self.usage, 0.0)
+        # negative once the key is overspent, as OpenRouter reports it
+        return None if self.limit is None else self.limit - self.usage
 
     def sort_key(self) -> tuple[datetime, int]:
         return (_parse_time(self.created_at), self.seq)
@@ -95,6 +98,8 @@ class _Key:
         return {
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "creator_user_id": CREATOR_USER_ID,
+            "workspace_id": WORKSPACE_ID,
             "hash": self.hash,
             "label": _label(self.secret),
             "name": self.name,
@@ -326,6 +331,7 @@ class Simulator:
             self._topup_below: float | None = None
             self._topup_usd = 0.0
             self._legacy = self._minimal = self._zeros = False
+            self._raw_items: list[object] = []
             self._faults: list[_Fault] = []
             self._counts: dict[str, int] = {}
             self._log: deque[dict[str, str]] = deque(maxlen=10_000)
@@ -408,6 +414,11 @@ class Simulator:
                 setattr(entry, name, value)
             entry.updated_at = _now_iso()
             self._order = None
+
+    def add_raw_key_item(self, item: object) -> None:
+        """List `item` as it is in /keys, before every key: a server sending what cannot be read."""
+        with self._lock:
+            self._raw_items.append(item)
 
     def reset_key_usage(self, key_or_hash: str) -> None:
         """What a daily/weekly/monthly limit reset does: the key's usage back to 0."""
@@ -532,7 +543,7 @@ class Simulator:
         if entry is not None:
             # A disabled or capped-out key cannot spend, as on OpenRouter.
             room = 0.0 if entry.disabled else entry.remaining
-            amount = amount if room is None else min(amount, room)
+            amount = amount if room is None else min(amount, max(room, 0.0))
             entry.usage += amount
         self._usage += amount
         if self._topup_below is not None and self._credits - self._usage < self._topup_below:
@@ -596,7 +607,7 @@ class Simulator:
             "byok_usage_daily": 0,
             "byok_usage_monthly": 0,
             "byok_usage_weekly": 0,
-            "creator_user_id": "user_2simu1atorXXXXXXXXXXXXXXXX",
+            "creator_user_id": CREATOR_USER_ID,
             "expires_at": None,
             "include_byok_in_limit": False,
             "is_free_tier": free,
@@ -657,8 +668,10 @@ class Simulator:
             if offset < 0:
                 return _error(400, "Invalid offset")
             include = params.get("include_disabled", ["false"])[0].lower() == "true"
-            page = self._ordered(include)[offset : offset + PAGE_SIZE]
-            return _json(200, {"data": [k.item() for k in page]})
+            raw = self._raw_items[offset : offset + PAGE_SIZE]
+            start = max(offset - len(self._raw_items), 0)
+            page = self._ordered(include)[start : start + PAGE_SIZE - len(raw)]
+            return _json(200, {"data": [*raw, *(k.item() for k in page)]})
 
     def _control(self, method: str, path: str, raw: bytes) -> _Response:
         routes: dict[tuple[str, str], Callable[[dict[str, Any]], object]] = {
@@ -666,6 +679,7 @@ class Simulator:
             ("POST", "/_sim/keys"): lambda a: {"hash": self.add_key(**a)},
             ("PATCH", "/_sim/keys"): lambda a: self.update_key(**a),
             ("POST", "/_sim/keys/reset_usage"): lambda a: self.reset_key_usage(**a),
+            ("POST", "/_sim/keys/raw"): lambda a: self.add_raw_key_item(**a),
             ("POST", "/_sim/fleet"): lambda a: self.add_fleet(**a),
             ("POST", "/_sim/spend"): lambda a: self.set_spend(**a),
             ("POST", "/_sim/topup"): lambda a: self.set_topup(**a),

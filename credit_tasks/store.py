@@ -110,6 +110,7 @@ class Commit:
     current: dict[str, str] | None = None  # a successful check's figures
     point: dict[str, str] | None = None  # its timeline entry
     keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
+    unreadable: list[str] | None = None  # /keys items not read; None leaves the last list
     error: str | None = None  # a failed check's reason
 
     @classmethod
@@ -307,7 +308,12 @@ class Store:
                         "consecutive_failures": "0",
                         "last_error": "",
                         "last_status": change.status or "",
-                    },
+                    }
+                    | (
+                        {}
+                        if change.unreadable is None
+                        else {"unreadable_keys": ",".join(change.unreadable)}
+                    ),
                 )
             )
         if change.error is not None:

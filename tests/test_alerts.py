@@ -231,3 +231,32 @@ def test_a_duration_reads_in_minutes_under_an_hour(hours: float, text: str) -> N
     from credit_tasks.alerts import duration
 
     assert duration(hours) == text
+
+
+@pytest.mark.parametrize("source", ["key_limit", "account"])
+def test_an_overspent_balance_says_by_how_much_instead_of_a_negative_amount(source: str) -> None:
+    about = About(remaining_usd=-0.5, source=source, runway_hours=-0.1, window_hours=24)
+    alert = build_alert(Notice(C), alert_id="a", status=CRITICAL, th=TH, now=T0, about=about)
+    assert "OpenRouter credits are critical: overspent by $0.50, below the $5.00" in alert.message
+    assert alert.message.endswith("now: requests fail with 402 until then.")
+    assert "$-" not in alert.message and "pace" not in alert.message
+    assert alert.remaining_usd == -0.5
+
+
+def test_an_overspent_key_says_by_how_much_past_its_limit() -> None:
+    about = About(
+        subject="key:abc123",
+        remaining_usd=-0.5,
+        key_name="Customer A",
+        key_label="sk-or-v1-abc...123",
+        limit_usd=10.0,
+    )
+    th = Thresholds(warning_usd=2.0, critical_usd=0.5)
+    alert = build_alert(
+        Notice(C), alert_id="k", status=CRITICAL, th=th, now=T0, about=about, percents=(20.0, 5.0)
+    )
+    assert alert.message.startswith(
+        'OpenRouter key "Customer A" (sk-or-v1-abc...123) is exhausted: '
+        "overspent by $0.50 past its $10.00 limit, below 5% ($0.50)"
+    )
+    assert "402" in alert.message and "$-" not in alert.message

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from credit_tasks import notify
-from credit_tasks.check import run_check
+from credit_tasks.check import UNKNOWN_BALANCE_HINT, run_check, unreadable_note
 from credit_tasks.client import OpenRouterClient
 from credit_tasks.keyspace import Keyspace
 from credit_tasks.rules import AlertType, Status
@@ -343,3 +343,86 @@ def test_a_check_costs_three_redis_round_trips_whatever_the_number_of_keys(
     assert (result.status is Status.UNKNOWN) is failing
     assert _CountingConnection.sends == 3
     counted.close()
+
+
+def test_an_overspent_key_is_critical_and_its_alert_says_by_how_much(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    sim.update_key(API_KEY, limit=10.0, usage=10.5)  # /key: limit_remaining -0.5
+    result = check(settings, store, T0)
+    assert (result.status, result.exit_code, result.error) == (Status.CRITICAL, 2, None)
+    assert (result.snapshot.remaining_usd, result.snapshot.source) == (-0.5, "key_limit")
+    [alert] = [a for a in result.alerts if a.subject == "account"]
+    assert alert.type is AlertType.CRITICAL
+    assert "overspent by $0.50" in alert.message
+    assert store.current()["remaining_usd"] == "-0.5"
+    stored = {record["subject"]: record for record in store.recent_alerts(5)}
+    assert stored["account"]["message"] == alert.message
+
+
+def test_an_overspent_and_an_unreadable_key_cost_nothing_of_the_others(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    over = sim.add_key("sk-or-v1-customer-over", name="Over", limit=10.0, usage=10.5)
+    low = sim.add_key("sk-or-v1-customer-low", name="Low", limit=10.0, usage=9.0)
+    sim.add_key("sk-or-v1-customer-fine", name="Fine", limit=10.0, usage=1.0)
+    sim.add_raw_key_item({"hash": "broken-hash", "name": "Broken", "limit": "10", "usage": 1})
+    result = check(settings, store, T0)
+    assert result.status is Status.OK  # the account is fine
+    assert sorted(k.key.name for k in result.keys) == ["App", "Fine", "Low", "Over"]
+    assert result.unreadable_keys == ["broken-hash"]
+    assert result.note == "1 key unreadable: broken-hash"
+    assert result.as_dict()["keys"] == {
+        "checked": 4,
+        "ok": 2,
+        "warning": 1,
+        "critical": 1,
+        "unreadable": 1,
+    }
+    by_subject = {a.subject: a for a in result.alerts}
+    assert set(by_subject) == {f"key:{over}", f"key:{low}"}
+    assert by_subject[f"key:{over}"].type is AlertType.CRITICAL
+    assert "overspent by $0.50 past its $10.00 limit" in by_subject[f"key:{over}"].message
+    assert by_subject[f"key:{low}"].type is AlertType.WARNING
+    table = {row["name"]: row for row in store.keys_table()}
+    assert table["Over"]["remaining_usd"] == -0.5 and table["Over"]["status"] == "critical"
+    assert store.monitoring_status()["unreadable_keys"] == "broken-hash"
+
+
+def test_unreadable_keys_stand_while_the_keys_cannot_be_listed(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    sim.add_raw_key_item({"hash": "broken-hash", "usage": "lots"})
+    sim.add_raw_key_item(["not", "an", "item"])
+    first = check(settings, store, T0)
+    assert first.unreadable_keys == ["broken-hash", "item 2 of page 1"]
+    sim.inject("status", status=400, path="/keys")
+    second = check(settings, store, T0 + timedelta(minutes=1))
+    assert second.unreadable_keys == [] and "keys not checked" in (second.note or "")
+    assert store.monitoring_status()["unreadable_keys"] == "broken-hash,item 2 of page 1"
+
+
+@pytest.mark.parametrize(
+    ("names", "note"),
+    [
+        (["a"], "1 key unreadable: a"),
+        (["a", "b", "c"], "3 keys unreadable: a, b, c"),
+        (["a", "b", "c", "d", "e"], "5 keys unreadable: a, b, c and 2 more"),
+    ],
+)
+def test_the_note_names_a_few_unreadable_keys_and_counts_the_rest(
+    names: list[str], note: str
+) -> None:
+    assert unreadable_note(names) == note
+
+
+def test_an_unreadable_key_joins_the_unknown_balance_hint(
+    sim: Simulator, redis_url: str, store: Store
+) -> None:
+    sim.add_raw_key_item(None)
+    settings = make_settings(sim, redis_url, credit_initial_balance=None)
+    sim.set_account(total_credits=0, total_usage=0)  # not visible: the balance is unknown
+    result = check(settings, store, T0)
+    assert result.status is Status.UNKNOWN
+    assert result.note == f"{UNKNOWN_BALANCE_HINT}; 1 key unreadable: item 1 of page 1"

@@ -75,6 +75,30 @@ def test_check_json_has_the_documented_fields(
     assert done.returncode == 1
 
 
+def test_an_overspent_key_exits_2_not_3_and_says_by_how_much(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    sim.update_key(API_KEY, limit=10.0, usage=10.5)
+    done = run_cli(env, "check", "--json", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    data = json.loads(done.stdout)
+    assert (data["status"], data["remaining_usd"], data["error"]) == ("critical", -0.5, None)
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.stdout.startswith("CREDITS CRITICAL - overspent by $0.50 (key limit)")
+
+
+def test_status_names_the_keys_that_could_not_be_read(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 50.0)
+    sim.add_raw_key_item({"hash": "broken-hash", "usage": "lots"})
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    done = run_cli(env, "status", cwd=tmp_path)
+    assert "Unreadable keys: broken-hash" in done.stdout
+    data = json.loads(run_cli(env, "status", "--json", cwd=tmp_path).stdout)
+    assert data["monitoring"]["unreadable_keys"] == "broken-hash"
+
+
 def test_an_unknown_balance_exits_3_and_names_the_setting_that_would_reveal_it(
     sim: Simulator, env: dict[str, str], tmp_path: Path
 ) -> None:

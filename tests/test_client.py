@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from credit_tasks.client import SOURCES, OpenRouterClient, Snapshot
+from credit_tasks.client import SOURCES, KeyInfo, KeyListing, OpenRouterClient, Snapshot
 from credit_tasks.errors import (
     ApiUnavailable,
     ConfigError,
@@ -20,6 +20,7 @@ from credit_tasks.errors import (
     KeyRejected,
     MalformedAnswer,
 )
+from credit_tasks.rules import Status, Thresholds, classify
 from credit_tasks.settings import Settings
 
 API_KEY = "sk-or-v1-test-api-0123456789abcdef"
@@ -147,7 +148,8 @@ def test_a_capped_key_alone_reports_what_is_left_of_its_limit() -> None:
         (KEY_CAPPED, CREDITS, 74.5, "key_limit"),
         (KEY_CAPPED, {"data": {"total_credits": 30, "total_usage": 20}}, 10.0, "account"),
         (KEY_OLD, CREDITS, 74.75, "account"),
-        (KEY_CAPPED, {"data": {"total_credits": 10, "total_usage": 12}}, 0.0, "account"),
+        # a negative account balance is kept as it is: critical, never clamped to 0
+        (KEY_CAPPED, {"data": {"total_credits": 10, "total_usage": 12}}, -2.0, "account"),
     ],
 )
 def test_the_spendable_balance_is_the_smaller_of_key_limit_and_account(
@@ -188,7 +190,7 @@ def test_an_all_zero_credits_answer_does_not_hide_the_key_limit() -> None:
     ("initial", "usage", "remaining"),
     [
         (10.0, 0.65, 9.35),
-        (0.5, 0.65, 0.0),
+        (0.5, 0.65, -0.15),
         (0.0, 0.0, 0.0),
     ],
 )
@@ -210,7 +212,7 @@ def test_without_any_source_the_balance_is_unknown_but_usage_is_kept() -> None:
     assert (snap.remaining_usd, snap.source, snap.usage_usd) == (None, "none", 0.65017511)
 
 
-@pytest.mark.parametrize(("limit", "usage", "remaining"), [(100, 25.5, 74.5), (10, 12, 0.0)])
+@pytest.mark.parametrize(("limit", "usage", "remaining"), [(100, 25.5, 74.5), (10, 12, -2.0)])
 def test_a_missing_limit_remaining_is_derived_from_limit_and_usage(
     limit: float, usage: float, remaining: float
 ) -> None:
@@ -221,6 +223,27 @@ def test_a_missing_limit_remaining_is_derived_from_limit_and_usage(
         remaining,
         "key_limit",
     )
+
+
+def test_an_overspent_key_is_read_with_its_negative_remaining_and_is_critical() -> None:
+    body = key_with(limit=10, limit_remaining=-0.5, usage=10.5)
+    snap = fetch(FakeOpenRouter(key=ok(body)))
+    assert (snap.remaining_usd, snap.limit_remaining_usd, snap.source) == (
+        -0.5,
+        -0.5,
+        "key_limit",
+    )
+    th = Thresholds(warning_usd=10.0, critical_usd=5.0)
+    assert classify(snap.remaining_usd, Status.OK, th) is Status.CRITICAL
+
+
+def test_a_negative_account_balance_is_kept_and_is_critical() -> None:
+    fake = FakeOpenRouter(
+        key=ok(KEY_OLD), credits=ok({"data": {"total_credits": 10, "total_usage": 10.25}})
+    )
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    assert (snap.remaining_usd, snap.source) == (-0.25, "account")
+    assert classify(-0.25, Status.OK, Thresholds(10.0, 5.0)) is Status.CRITICAL
 
 
 def test_a_404_on_key_falls_back_to_auth_key_and_remembers_it() -> None:
@@ -381,9 +404,11 @@ MALFORMED_KEY_BODIES = {
     "Infinity": '{"data": {"limit": Infinity, "usage": 1}}',
     "-Infinity": '{"data": {"limit": null, "usage": -Infinity}}',
     "overflow": '{"data": {"limit": null, "usage": 1e400}}',
-    "negative usage": '{"data": {"limit": null, "usage": -0.01}}',
-    "negative limit_remaining": '{"data": {"limit": 5, "usage": 1, "limit_remaining": -1}}',
     "absurd limit": '{"data": {"limit": 2e9, "usage": 1}}',
+    "absurdly negative usage": '{"data": {"limit": null, "usage": -2e9}}',
+    "absurdly negative limit_remaining": (
+        '{"data": {"limit": 5, "usage": 1, "limit_remaining": -1e10}}'
+    ),
     "error without code": '{"error": {"message": "boom"}}',
     "error coded 200": '{"error": {"code": 200, "message": "fine"}}',
 }
@@ -401,7 +426,7 @@ def test_a_malformed_key_answer_is_refused_without_retry(body: str) -> None:
 MALFORMED_CREDITS_BODIES = {
     "total_credits a string": '{"data": {"total_credits": "100", "total_usage": 1}}',
     "total_usage missing": '{"data": {"total_credits": 100}}',
-    "negative total_usage": '{"data": {"total_credits": 100, "total_usage": -5}}',
+    "absurdly negative total_usage": '{"data": {"total_credits": 100, "total_usage": -1e12}}',
     "NaN": '{"data": {"total_credits": NaN, "total_usage": 1}}',
     "absurd": '{"data": {"total_credits": 1e12, "total_usage": 1}}',
     "html": "<!doctype html><title>Cloudflare</title>",
@@ -499,3 +524,163 @@ def test_a_client_passed_in_is_left_open() -> None:
         pass
     assert not http.is_closed
     http.close()
+
+
+def keys_item(key_hash: str, **fields: object) -> dict[str, object]:
+    """A `/keys` item with every field the field table says is always present.
+
+    `expires_at` is the one field that may be absent, so it is left out unless given.
+    """
+    item: dict[str, object] = {
+        "byok_usage": 0,
+        "byok_usage_daily": 0,
+        "byok_usage_monthly": 0,
+        "byok_usage_weekly": 0,
+        "created_at": "2025-02-19T20:52:27.363244+00:00",
+        "creator_user_id": "user_2dHFtVWx2n56w6HkM0000000000",
+        "disabled": False,
+        "hash": key_hash,
+        "include_byok_in_limit": False,
+        "label": "sk-or-v1-abc...123",
+        "limit": 10,
+        "limit_remaining": 10,
+        "limit_reset": None,
+        "name": "Customer Key",
+        "updated_at": "2025-02-19T21:24:11.708154+00:00",
+        "usage": 0,
+        "usage_daily": 0,
+        "usage_monthly": 0,
+        "usage_weekly": 0,
+        "workspace_id": "00000000-0000-0000-0000-000000000000",
+    }
+    return {**item, **fields}
+
+
+def list_keys(fake: FakeOpenRouter) -> KeyListing:
+    client = make_client(fake, openrouter_management_key=MANAGEMENT_KEY)
+    return client.list_keys(NOW)
+
+
+def test_without_a_management_key_no_keys_are_listed() -> None:
+    fake = FakeOpenRouter(keys=ok({"data": [keys_item("a")]}))
+    assert make_client(fake).list_keys(NOW) == KeyListing([], [])
+    assert fake.paths == []
+
+
+def test_keys_are_listed_page_by_page_and_disabled_keys_skipped() -> None:
+    full = {"data": [keys_item(f"h{i}") for i in range(100)]}
+    last = {"data": [keys_item("last", limit=None, limit_remaining=None), keys_item("off")]}
+    last["data"][1]["disabled"] = True
+    fake = FakeOpenRouter(keys=[ok(full), ok(last)])
+    listing = list_keys(fake)
+    assert [k.hash for k in listing.keys] == [*(f"h{i}" for i in range(100)), "last"]
+    assert listing.unreadable == []
+    assert [r.url.params["offset"] for r in fake.requests] == ["0", "100"]
+    assert listing.keys[-1] == KeyInfo(
+        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None
+    )
+
+
+def test_an_overspent_key_item_keeps_its_negative_remaining() -> None:
+    item = keys_item("over", limit=10, limit_remaining=-0.5, usage=10.5)
+    [key] = list_keys(FakeOpenRouter(keys=ok({"data": [item]}))).keys
+    assert (key.limit_usd, key.remaining_usd, key.usage_usd) == (10.0, -0.5, 10.5)
+
+
+def test_a_missing_limit_remaining_of_an_item_is_derived_even_below_zero() -> None:
+    item = keys_item("over", limit=10, usage=12)
+    del item["limit_remaining"]
+    [key] = list_keys(FakeOpenRouter(keys=ok({"data": [item]}))).keys
+    assert key.remaining_usd == -2.0
+
+
+def test_one_unreadable_key_item_costs_that_item_only_and_is_named_by_its_hash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    items = [
+        keys_item("good-1"),
+        keys_item("bad-limit", limit="10"),
+        keys_item("nan", usage=None),
+        {"hash": "no-usage-at-all", "usage": "lots"},
+        keys_item("good-2", limit_remaining=-0.5, usage=10.5),
+    ]
+    with caplog.at_level(logging.WARNING, logger="credit_tasks.client"):
+        listing = list_keys(FakeOpenRouter(keys=ok({"data": items})))
+    assert [k.hash for k in listing.keys] == ["good-1", "good-2"]
+    assert listing.unreadable == ["bad-limit", "nan", "no-usage-at-all"]
+    assert "skipped an unreadable key (bad-limit)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "item",
+    [None, 5, "a string", [], {"usage": 1}, {"hash": 7}, {"hash": " ", "usage": "x"}],
+    ids=["null", "a number", "a string", "a list", "no hash", "a numeric hash", "a blank hash"],
+)
+def test_an_unreadable_item_without_a_string_hash_is_named_by_its_place(item: object) -> None:
+    page1 = {"data": [keys_item(f"h{i}") for i in range(100)]}
+    page2 = {"data": [keys_item("x"), item]}
+    listing = list_keys(FakeOpenRouter(keys=[ok(page1), ok(page2)]))
+    assert len(listing.keys) == 101
+    assert listing.unreadable == ["item 2 of page 2"]
+
+
+def test_an_unreadable_item_hash_never_carries_a_secret_or_a_newline() -> None:
+    item = {"hash": f"{MANAGEMENT_KEY}\nnext line", "usage": "x"}
+    listing = list_keys(FakeOpenRouter(keys=ok({"data": [item]})))
+    assert listing.unreadable == ["*** next line"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"data": {"hash": "a"}}', '{"data": null}', '{"items": []}', "<html>502</html>"],
+    ids=["data an object", "data null", "no data", "html"],
+)
+def test_a_keys_page_that_is_not_a_list_fails_the_whole_listing(body: str) -> None:
+    with pytest.raises(MalformedAnswer, match="/keys"):
+        list_keys(FakeOpenRouter(keys=httpx.Response(200, text=body)))
+
+
+KEY_SWEEP = {
+    "creator_user_id null": {"creator_user_id": None},
+    "expires_at null": {"expires_at": None},
+    "expires_at a time": {"expires_at": "2027-12-31T23:59:59Z"},
+    "limit_reset hourly": {"limit_reset": "hourly"},
+    "label empty": {"label": ""},
+    "label anything": {"label": "my key ✓ — not masked"},
+    "unknown fields": {"future_field": {"nested": [1, 2]}, "another": None},
+}
+
+
+@pytest.mark.parametrize("fields", KEY_SWEEP.values(), ids=KEY_SWEEP.keys())
+def test_a_key_answer_the_field_table_allows_is_read(fields: dict[str, object]) -> None:
+    data = {**KEY_CAPPED["data"], "creator_user_id": "user_1", **fields}
+    snap = fetch(FakeOpenRouter(key=ok({"data": data})))
+    assert (snap.remaining_usd, snap.source) == (74.5, "key_limit")
+
+
+def test_a_key_answer_without_is_free_tier_reads_it_as_unknown() -> None:
+    data = {k: v for k, v in KEY_CAPPED["data"].items() if k != "is_free_tier"}
+    assert fetch(FakeOpenRouter(key=ok({"data": data}))).is_free_tier is None
+
+
+KEYS_ITEM_SWEEP = {
+    "name empty": {"name": ""},
+    "label anything": {"label": "whatever the server shows"},
+    "label empty": {"label": ""},
+    "updated_at null": {"updated_at": None},
+    "limit_reset hourly": {"limit_reset": "hourly"},
+    "creator_user_id null": {"creator_user_id": None},
+    "expires_at null": {"expires_at": None},
+    "expires_at a time": {"expires_at": "2027-12-31T23:59:59Z"},
+    "unknown fields": {"future_field": {"nested": [1, 2]}, "another": None},
+}
+
+
+@pytest.mark.parametrize("fields", KEYS_ITEM_SWEEP.values(), ids=KEYS_ITEM_SWEEP.keys())
+def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -> None:
+    item = keys_item("h", **fields)
+    listing = list_keys(FakeOpenRouter(keys=ok({"data": [item]})))
+    assert listing.unreadable == []
+    [key] = listing.keys
+    assert key.name == item["name"] and key.label == item["label"]
+    assert key.limit_reset == item["limit_reset"]

@@ -282,11 +282,19 @@ ROWS: dict[str, Row] = {
         Status.UNKNOWN,
         "OpenRouter answered /credits with a non-finite number (Infinity)",
     ),
-    "a negative figure": Row(
-        [data({"usage": -5.0, "limit": None})],
+    "an overspent key (a negative limit_remaining)": Row(
+        [data({"usage": 10.5, "limit": 10.0, "limit_remaining": -0.5})],
+        OK_REQUESTS,
+        Status.CRITICAL,
+        alert="critical",
+        remaining_usd=-0.5,
+        source="key_limit",
+    ),
+    "an absurdly negative figure": Row(
+        [data({"usage": -2e9, "limit": None})],
         {"/key": 1},
         Status.UNKNOWN,
-        f"{MALFORMED}a bad field data.usage (Input should be greater than or equal to 0)",
+        f"{MALFORMED}a bad field data.usage (Input should be greater than or equal to -1000000000)",
     ),
     "an absurd figure (1e308)": Row(
         [data({"total_credits": 1e308, "total_usage": 1.0}, path="/credits")],
@@ -300,7 +308,14 @@ ROWS: dict[str, Row] = {
         OK_REQUESTS,
         Status.CRITICAL,
         alert="critical",
-        remaining_usd=0.0,
+        remaining_usd=-2.5,
+        source="account",
+    ),
+    "an unreadable /keys item": Row(
+        [data([{"hash": "broken", "usage": "lots"}], path="/keys")],
+        OK_REQUESTS,
+        Status.OK,
+        remaining_usd=50.0,
         source="account",
     ),
 }

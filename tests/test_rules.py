@@ -506,3 +506,18 @@ def test_a_subject_formats_and_parses_its_stored_string(text: str, subject: rule
 def test_an_unknown_subject_string_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not an alert subject"):
         rules.Subject.parse(text)
+
+
+@pytest.mark.parametrize(
+    "th",
+    [
+        Thresholds(warning_usd=10.0, critical_usd=0.0),
+        Thresholds(warning_usd=0.0, critical_usd=0.0),
+        rules.key_thresholds(0.0, 20.0, 5.0, 0.1),  # a key capped at $0
+    ],
+)
+@pytest.mark.parametrize("remaining_usd", [0.0, -0.5])
+def test_nothing_left_or_less_is_critical_whatever_the_thresholds(
+    th: Thresholds, remaining_usd: float
+) -> None:
+    assert classify(remaining_usd, OK, th) is CRITICAL

@@ -17,6 +17,8 @@ import pytest
 
 from credit_tasks.simulator import Simulator
 
+from .schema import problems
+
 ORDINARY = "sk-or-v1-test-ordinary-0123456789"
 MANAGEMENT = "sk-or-v1-test-management-9876543210"
 SIMULATOR_FILE = Path(__file__).resolve().parents[1] / "credit_tasks" / "simulator.py"
@@ -45,6 +47,8 @@ FULL_KEY_FIELDS = {
 KEYS_ITEM_FIELDS = {
     "created_at",
     "updated_at",
+    "creator_user_id",
+    "workspace_id",
     "hash",
     "label",
     "name",
@@ -114,11 +118,22 @@ def test_management_key_reads_itself_on_key(sim: Simulator) -> None:
     assert data["is_management_key"] is True and data["limit"] is None
 
 
-def test_limit_remaining_is_null_without_a_limit_and_never_negative(sim: Simulator) -> None:
+def test_limit_remaining_is_null_without_a_limit_and_negative_when_overspent(
+    sim: Simulator,
+) -> None:
     sim.update_key(ORDINARY, limit=None)
     assert get(sim, "/key").json()["data"]["limit_remaining"] is None
-    sim.update_key(ORDINARY, limit=10.0, usage=12.0)
-    assert get(sim, "/key").json()["data"]["limit_remaining"] == 0.0
+    sim.update_key(ORDINARY, limit=10.0, usage=10.5)
+    assert get(sim, "/key").json()["data"]["limit_remaining"] == -0.5
+    [item] = get(sim, "/keys", MANAGEMENT).json()["data"]
+    assert (item["limit"], item["limit_remaining"], item["usage"]) == (10.0, -0.5, 10.5)
+
+
+def test_an_overspent_key_spends_no_further(sim: Simulator) -> None:
+    sim.update_key(ORDINARY, limit=10.0, usage=10.5)
+    sim.set_spend(key=ORDINARY, usd_per_hour=3600.0)
+    time.sleep(0.05)
+    assert get(sim, "/key").json()["data"]["usage"] == 10.5
 
 
 def test_credits_is_forbidden_for_an_ordinary_key(sim: Simulator) -> None:
@@ -401,3 +416,82 @@ def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_raw_key_items_are_listed_first_and_paged_with_the_keys(sim: Simulator) -> None:
+    sim.add_fleet(150)
+    sim.add_raw_key_item({"hash": "raw-1", "usage": "lots"})
+    sim.add_raw_key_item(None)
+    pages = [get(sim, f"/keys?offset={o}", MANAGEMENT).json()["data"] for o in (0, 100)]
+    assert pages[0][:2] == [{"hash": "raw-1", "usage": "lots"}, None]
+    assert [len(page) for page in pages] == [100, 50]  # 2 raw + 147 enabled fleet + App
+    hashes = [item["hash"] for item in [*pages[0], *pages[1]][2:]]
+    assert len(hashes) == len(set(hashes)) == 148
+    sim.reset()
+    sim.add_key(MANAGEMENT, management=True)
+    assert get(sim, "/keys", MANAGEMENT).json() == {"data": []}
+
+
+def test_raw_key_items_can_be_added_over_http(sim: Simulator) -> None:
+    control = f"http://127.0.0.1:{sim.port}/_sim/keys/raw"
+    assert CLIENT.post(control, json={"item": {"hash": "x"}}).json() == {"ok": True}
+    assert get(sim, "/keys", MANAGEMENT).json()["data"][0] == {"hash": "x"}
+
+
+def _every_answer(sim: Simulator) -> list[tuple[str, str, str | None]]:
+    """(answer definition, path, key) for every answer the simulator serves."""
+    key_hash = hashlib.sha256(ORDINARY.encode()).hexdigest()
+    return [
+        ("key_answer", "/key", ORDINARY),
+        ("key_answer", "/auth/key", ORDINARY),
+        ("key_answer", "/key", MANAGEMENT),
+        ("credits_answer", "/credits", MANAGEMENT),
+        ("keys_page", "/keys", MANAGEMENT),
+        ("keys_page", "/keys?offset=0&include_disabled=true", MANAGEMENT),
+        ("keys_page", "/keys?offset=100&include_disabled=true", MANAGEMENT),
+        ("keys_item_answer", f"/keys/{key_hash}", MANAGEMENT),
+        ("error_answer", "/credits", ORDINARY),
+        ("error_answer", "/keys", ORDINARY),
+        ("error_answer", "/key", None),
+        ("error_answer", "/key", "sk-or-v1-nobody"),
+        ("error_answer", "/keys/" + "0" * 64, MANAGEMENT),
+        ("error_answer", "/nothing", ORDINARY),
+        ("error_answer", "/keys?offset=x", MANAGEMENT),
+    ]
+
+
+def test_every_answer_matches_the_field_table(sim: Simulator) -> None:
+    sim.add_fleet(120)  # every limit_reset, some disabled
+    sim.add_key("sk-or-v1-uncapped-key-0000", name="")  # an empty name, no cap
+    sim.add_key("sk-or-v1-overspent-key-000", name="Over", limit=10.0, usage=10.5)
+    for definition, path, key in _every_answer(sim):
+        response = get(sim, path, key)
+        assert problems(definition, response.json()) == [], (path, key)
+        assert response.is_success == (definition != "error_answer"), (path, key)
+
+
+@pytest.mark.parametrize(
+    ("switches", "definition"),
+    [
+        ({"minimal_shape": True}, "legacy_key_answer"),
+        ({"legacy": True}, "key_answer"),  # on /auth/key
+    ],
+)
+def test_the_older_answers_match_their_own_shapes(
+    sim: Simulator, switches: dict[str, bool], definition: str
+) -> None:
+    sim.configure(**switches)
+    assert problems(definition, get(sim, "/auth/key").json()) == []
+    if switches.get("minimal_shape"):
+        # fewer fields than the current table: why the client accepts both
+        assert problems("key_answer", get(sim, "/key").json()) != []
+
+
+def test_the_zeros_answer_and_injected_errors_match_the_field_table(sim: Simulator) -> None:
+    sim.configure(credits_zeros_for_ordinary=True)
+    assert problems("credits_answer", get(sim, "/credits").json()) == []
+    for status in (400, 402, 408, 429, 500, 502, 503):
+        sim.inject("status", status=status)
+        assert problems("error_answer", get(sim, "/key").json()) == []
+        sim.inject("error_in_200", status=status)
+        assert problems("error_answer", get(sim, "/key").json()) == []
