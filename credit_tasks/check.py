@@ -199,17 +199,15 @@ class _Seen:
 
 def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
     try:
-        snapshot = client.fetch_snapshot(now)
+        reading = client.read(now)
     except FetchError as exc:
         return _Seen(error=exc)
-    try:
-        listing = client.list_keys(now)
-        return _Seen(snapshot, listing.keys, listing.unreadable)
-    except FetchError as exc:
+    if reading.listing is None:
         # the account figure stands; the key table keeps its last good state
-        keys_error = f"keys not checked: {exc}"
+        keys_error = f"keys not checked: {reading.keys_error}"
         log.warning("%s", keys_error)
-        return _Seen(snapshot, keys_error=keys_error)
+        return _Seen(reading.snapshot, keys_error=keys_error)
+    return _Seen(reading.snapshot, reading.listing.keys, reading.listing.unreadable)
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:

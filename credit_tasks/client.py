@@ -13,20 +13,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from .answers import (
+    CreditsAnswer,
+    ErrorAnswer,
+    KeyAnswer,
+    KeyItem,
+    KeysPage,
+    malformed,
+    parse_json,
+    validate,
+)
 from .errors import ApiUnavailable, FetchError, KeyRejected, MalformedAnswer
 from .settings import Settings
 
@@ -37,7 +47,6 @@ KEYS_URL = "https://openrouter.ai/settings/keys"
 MANAGEMENT_KEYS_URL = "https://openrouter.ai/settings/management-keys"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-MAX_USD = 1e9  # a figure beyond ±MAX_USD is a broken answer, not money
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
@@ -91,60 +100,13 @@ class KeyListing:
     unreadable: list[str] = field(default_factory=list)
 
 
-_Model = TypeVar("_Model", bound=BaseModel)
-# the API sets no minimum: negative figures are real (an overspent key, a negative balance)
-_Money = Annotated[float, Field(ge=-MAX_USD, le=MAX_USD)]
+@dataclass(frozen=True)
+class Reading:
+    """One check's reading: the snapshot, and the keys or why they could not be listed."""
 
-
-class _Strict(BaseModel):
-    # strict: a number sent as a string is malformed, not coerced
-    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore", frozen=True)
-
-
-class _KeyData(_Strict):
-    usage: _Money
-    limit: _Money | None
-    limit_remaining: _Money | None = None
-    label: str | None = None
-    is_free_tier: bool | None = None
-
-
-class _KeyAnswer(_Strict):
-    data: _KeyData
-
-
-class _CreditsData(_Strict):
-    total_credits: _Money
-    total_usage: _Money
-
-
-class _CreditsAnswer(_Strict):
-    data: _CreditsData
-
-
-class _KeyItem(_Strict):
-    hash: str
-    name: str = ""
-    label: str = ""
-    disabled: bool = False
-    limit: _Money | None = None
-    limit_remaining: _Money | None = None
-    limit_reset: str | None = None
-    usage: _Money = 0.0
-
-
-class _KeysPage(_Strict):
-    # each item is read on its own: one bad item must not cost the whole listing
-    data: list[Any]
-
-
-class _ErrorDetail(_Strict):
-    code: int
-    message: str = ""
-
-
-class _ErrorAnswer(_Strict):
-    error: _ErrorDetail
+    snapshot: Snapshot
+    listing: KeyListing | None  # None when the listing failed
+    keys_error: FetchError | None = None
 
 
 class _Transient(Exception):
@@ -187,6 +149,7 @@ class OpenRouterClient:
         self._http = http
         self._sleep = sleep
         self._key_path = "key"
+        self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> OpenRouterClient:
         return self
@@ -196,17 +159,57 @@ class OpenRouterClient:
 
     def close(self) -> None:
         """Close the httpx client, only if this client created it."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         if self._owns_http:
             self._http.close()
 
-    def fetch_snapshot(self, now: datetime) -> Snapshot:
-        """Read OpenRouter once; raises a FetchError child when it cannot say."""
+    def read(self, now: datetime) -> Reading:
+        """One check's reading: `/key`, then `/credits` and the `/keys` listing side by side.
+
+        The listing starts only once `/key` has answered, so a rejected key costs one
+        request. Its failure leaves the snapshot standing; a failed snapshot raises.
+        """
+        listing: Future[KeyListing] | None = None
+
+        def list_keys_beside() -> None:
+            nonlocal listing
+            if self._settings.openrouter_management_key is not None:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="openrouter-keys")
+                listing = self._pool.submit(self.list_keys, now)
+
+        try:
+            snapshot = self.fetch_snapshot(now, key_answered=list_keys_beside)
+        except FetchError:
+            if listing is not None:
+                wait([listing])  # its answer is not needed, but no request outlives the check
+            raise
+        if listing is None:
+            return Reading(snapshot, KeyListing())
+        try:
+            return Reading(snapshot, listing.result())
+        except FetchError as exc:
+            return Reading(snapshot, None, exc)
+
+    def fetch_snapshot(
+        self, now: datetime, *, key_answered: Callable[[], None] | None = None
+    ) -> Snapshot:
+        """Read OpenRouter once; raises a FetchError child when it cannot say.
+
+        `key_answered` is called once `/key` has answered well (or said 402), before `/credits`.
+        """
         now = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
         try:
             body = self._read_key(now)
         except _PaymentRequired:
+            if key_answered is not None:
+                key_answered()
             return Snapshot(now, 0.0, None, "payment_required", None, None, None, None, None)
-        key = _validate(_KeyAnswer, body, self._key_path).data
+        key = validate(KeyAnswer, body, self._key_path).data
+        if key_answered is not None:
+            key_answered()
         limit_remaining = key.limit_remaining
         if key.limit is not None and limit_remaining is None:
             limit_remaining = key.limit - key.usage
@@ -257,7 +260,7 @@ class OpenRouterClient:
                 body = self._get(path, management_key, now)
             except _PaymentRequired as exc:
                 raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
-            page = _validate(_KeysPage, body, "keys").data
+            page = validate(KeysPage, body, "keys").data
             for index, raw in enumerate(page):
                 self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
             # no page-size parameter: a short page is the last
@@ -268,7 +271,7 @@ class OpenRouterClient:
     def _read_item(self, raw: object, where: str, listing: KeyListing) -> None:
         """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
         try:
-            item = _validate(_KeyItem, raw, "keys")
+            item = validate(KeyItem, raw, "keys")
         except MalformedAnswer as exc:
             named = raw.get("hash") if isinstance(raw, dict) else None
             name = self._scrub(named) if isinstance(named, str) and named.strip() else where
@@ -307,7 +310,7 @@ class OpenRouterClient:
         if management_key is None:
             return None
         body = self._get("credits", management_key, now)
-        credits = _validate(_CreditsAnswer, body, "credits").data
+        credits = validate(CreditsAnswer, body, "credits").data
         # all zeros is how some keys are told "not visible", not a $0 balance
         if credits.total_credits == 0 and credits.total_usage == 0:
             return None
@@ -341,18 +344,18 @@ class OpenRouterClient:
         log.debug("GET /%s -> %d in %.3f s", path, response.status_code, time.monotonic() - started)
         status, message = response.status_code, response.reason_phrase
         if response.is_success:
-            body = _parse_json(path, response.text)
+            body = parse_json(path, response.text)
             if "error" not in body:
                 return body
             # a 200 carrying an error is that error
-            error = _validate(_ErrorAnswer, body, path).error
+            error = validate(ErrorAnswer, body, path).error
             if 200 <= error.code < 300:
-                raise MalformedAnswer(_malformed(path, f"an error coded {error.code}"))
+                raise MalformedAnswer(malformed(path, f"an error coded {error.code}"))
             status, message = error.code, error.message or httpx.codes.get_reason_phrase(error.code)
         else:
             # a proxy's HTML error page is fine here: the status says enough
             with contextlib.suppress(ValueError, RecursionError):
-                message = _ErrorAnswer.model_validate_json(response.text).error.message or message
+                message = ErrorAnswer.model_validate_json(response.text).error.message or message
         self._raise_for(path, status, self._scrub(message), response.headers, now)
 
     def _raise_for(
@@ -464,37 +467,3 @@ def _retry_after_s(value: str | None, now: datetime) -> float | None:
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     return max(seconds, 0.0) if math.isfinite(seconds) else None
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"a non-finite number ({name})")
-
-
-def _parse_json(path: str, text: str) -> dict[str, Any]:
-    if not text.strip():
-        raise MalformedAnswer(_malformed(path, "an empty body"))
-    try:
-        body = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError:
-        what = "an HTML page" if text.lstrip().startswith("<") else "a body that is not JSON"
-        raise MalformedAnswer(_malformed(path, what)) from None
-    except (ValueError, RecursionError) as exc:  # NaN, Infinity, absurd nesting
-        raise MalformedAnswer(_malformed(path, str(exc))) from None
-    if not isinstance(body, dict):
-        raise MalformedAnswer(_malformed(path, f"JSON {type(body).__name__}, not an object"))
-    return body
-
-
-def _validate(model: type[_Model], body: object, path: str) -> _Model:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"]) or "body"
-        msg = "not an object" if err["type"] == "model_type" else err["msg"]
-        reason = f"a bad field {where} ({msg})"
-        raise MalformedAnswer(_malformed(path, reason)) from None
-
-
-def _malformed(path: str, reason: str) -> str:
-    return f"OpenRouter answered /{path} with {reason}: check OPENROUTER_BASE_URL if this persists"

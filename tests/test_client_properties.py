@@ -15,7 +15,8 @@ import httpx
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from credit_tasks.client import MAX_USD, OpenRouterClient, Snapshot
+from credit_tasks.answers import MAX_USD
+from credit_tasks.client import OpenRouterClient, Snapshot
 from credit_tasks.rules import Status, Thresholds, classify
 from credit_tasks.settings import Settings
 
