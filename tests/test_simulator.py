@@ -21,7 +21,7 @@ from .schema import problems
 
 ORDINARY = "sk-or-v1-test-ordinary-0123456789"
 MANAGEMENT = "sk-or-v1-test-management-9876543210"
-SIMULATOR_FILE = Path(__file__).resolve().parents[1] / "credit_tasks" / "simulator.py"
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "credit_tasks"
 
 FULL_KEY_FIELDS = {
     "byok_usage",
@@ -386,7 +386,8 @@ def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
     process = subprocess.Popen(
         [
             sys.executable,
-            str(SIMULATOR_FILE),
+            "-m",
+            "credit_tasks.simulator",
             "--port",
             "0",
             "--keys",
@@ -495,3 +496,37 @@ def test_the_zeros_answer_and_injected_errors_match_the_field_table(sim: Simulat
         assert problems("error_answer", get(sim, "/key").json()) == []
         sim.inject("error_in_200", status=status)
         assert problems("error_answer", get(sim, "/key").json()) == []
+
+
+IMPORTS_OF = """
+import sys, types
+package = types.ModuleType("credit_tasks")  # the package without its __init__ (the Celery app)
+package.__path__ = [sys.argv[1]]
+sys.modules["credit_tasks"] = package
+import credit_tasks.simulator
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_the_simulator_imports_nothing_of_the_monitor_nor_its_libraries() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF, str(PACKAGE_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    modules = done.stdout.split()
+    assert "credit_tasks.simulator.server" in modules
+    ours = [m for m in modules if m.startswith("credit_tasks.")]
+    assert all(m.startswith("credit_tasks.simulator") for m in ours), ours
+    foreign = {"celery", "kombu", "apprise", "redis", "httpx", "pydantic", "tenacity", "jsonschema"}
+    assert foreign.isdisjoint(m.split(".")[0] for m in modules)
+
+
+def test_no_module_of_the_simulator_is_long() -> None:
+    lengths = {
+        path.name: len(path.read_text().splitlines())
+        for path in (PACKAGE_DIR / "simulator").glob("*.py")
+    }
+    assert max(lengths.values()) <= 400, lengths

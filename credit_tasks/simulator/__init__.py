@@ -1,0 +1,32 @@
+"""OpenRouter API simulator for tests and demos.
+
+A real HTTP server (standard library only) that answers /api/v1/key, /auth/key, /credits, /keys
+and /keys/{hash} with OpenRouter's response shapes, with continuous spend, auto top-up and
+fault injection (error statuses, bad bodies, resets, hangs). Drive it from Python or over HTTP
+under /_sim/. It imports nothing from the rest of credit_tasks, so it cannot share a client bug.
+
+    account.py   the account: balance, keys, spend, top-up, and their answer shapes
+    faults.py    the fault queue
+    routes.py    the API's answers and the /_sim/ admin routes
+    server.py    the HTTP server and `Simulator`, the account served over it
+    command.py   `main`: the simulator as a command
+
+The shapes it answers are held to `credit_tasks/openrouter_schema.json` by the tests; that file
+sits beside the client, not in here, because it states the API that both must agree with.
+"""
+
+from .account import LIMIT_RESETS, PAGE_SIZE
+from .command import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY, main
+from .faults import API_PREFIX, FAULT_KINDS
+from .server import Simulator
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_API_KEY",
+    "DEFAULT_MANAGEMENT_KEY",
+    "FAULT_KINDS",
+    "LIMIT_RESETS",
+    "PAGE_SIZE",
+    "Simulator",
+    "main",
+]
