@@ -267,36 +267,46 @@ def session_worker(
 
     logdir = tmp_path_factory.mktemp("worker")
     log = (logdir / "worker.log").open("w")
-    os.environ.update({k: v for k, v in env.items() if k.startswith(SERVICE_PREFIXES)})
+    # This process's app reads its defaults from the environment when first configured: that
+    # happens here, with the worker's variables; the environment and the settings cache are
+    # then left as they were found.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(SERVICE_PREFIXES):
+                patch.delenv(name)
+        for name, value in env.items():
+            if name.startswith(SERVICE_PREFIXES):
+                patch.setenv(name, value)
+        get_settings.cache_clear()
+        app.conf.update(
+            broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
+        )
+        proc = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "credit_tasks",
+                "worker",
+                "--loglevel=INFO",
+                "--pool=prefork",
+                "--concurrency=4",
+                "--hostname=test@%h",
+                "-E",  # task events, for Flower
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            cwd=logdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        pongs = wait_for(
+            lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
+            timeout_s=30,
+            what="the worker to answer a ping",
+        )
+        assert proc.poll() is None, (logdir / "worker.log").read_text()
     get_settings.cache_clear()
-    app.conf.update(
-        broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
-    )
-    proc = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "credit_tasks",
-            "worker",
-            "--loglevel=INFO",
-            "--pool=prefork",
-            "--concurrency=4",
-            "--hostname=test@%h",
-            "-E",  # task events, for Flower
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        cwd=logdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    pongs = wait_for(
-        lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
-        timeout_s=30,
-        what="the worker to answer a ping",
-    )
-    assert proc.poll() is None, (logdir / "worker.log").read_text()
     [[hostname]] = [list(pong) for pong in pongs]
     yield SessionWorker(app, hostname, env["CELERY_BROKER_URL"], logdir / "worker.log")
     proc.terminate()
@@ -314,11 +324,15 @@ def worker(
     session_worker: SessionWorker,
     redis_server: str,
     worker_receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[SessionWorker]:
     """The session worker, idle, its queues empty and the data db flushed; drained again after.
 
     Every test that sends tasks asks for this, so no task of one test runs in another.
     """
+    # Celery prefers these variables to the app's own broker, as long as the test runs
+    monkeypatch.setenv("CELERY_BROKER_URL", session_worker.broker_url)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", session_worker.broker_url)
     _start_clean(session_worker, redis_server, worker_receiver)
     yield session_worker
     _start_clean(session_worker, redis_server, worker_receiver)
