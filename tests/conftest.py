@@ -1,7 +1,9 @@
 """Shared fixtures: a real redis-server on a free port, the simulator over HTTP, a real worker.
 
 Data lives in Redis db 0 and is flushed before each test; the Celery broker and results live
-in db 1, so a flush never pulls the queues from under a running worker.
+in db 1, so a flush never pulls the queues from under a running worker. The worker lives for
+the session, but each test that uses it gets it idle with empty queues, and drains it again
+when done, so a late task of one test never writes into the next one's data.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,61 +152,124 @@ def worker_receiver() -> Iterator[Receiver]:
     yield from serve()
 
 
+SERVICE_PREFIXES = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_")
+QUEUE = "celery"  # Celery's default queue, a list in the broker db
+UNACKED_KEYS = ("unacked", "unacked_index")  # kombu's Redis transport: delivered, not yet acked
+
+
+@dataclass
+class SessionWorker:
+    """The session's worker subprocess, seen through this process's app."""
+
+    app: Any
+    hostname: str
+    broker_url: str
+    log_path: Path
+
+    def busy(self) -> list[str]:
+        """What the worker still has to do: tasks running, prefetched, waiting for their ETA,
+        and messages queued for it. Empty when it is idle."""
+        inspect = self.app.control.inspect(destination=[self.hostname], timeout=5.0, limit=1)
+        held: list[str] = []
+        # the worker first, then the queue: a task it runs can only queue more while it runs
+        for state in ("active", "reserved", "scheduled"):
+            replies = getattr(inspect, state)()
+            if not replies:
+                held.append(f"{state}: no answer from {self.hostname}")
+                continue
+            for task in replies.get(self.hostname, []):
+                request = task.get("request", task)  # a scheduled entry wraps its request
+                held.append(f"{state} {request.get('name')}[{request.get('id')}]")
+        broker = redis.Redis.from_url(self.broker_url)
+        try:
+            if queued := broker.llen(QUEUE):
+                held.append(f"{queued} message(s) queued")
+        finally:
+            broker.close()
+        return held
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait until the worker is idle, then empty its queues, the unacknowledged ones too:
+        nothing a test started can run in the next one."""
+        deadline = time.monotonic() + timeout_s
+        while held := self.busy():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the session worker is still busy after {timeout_s} s: {held}")
+            time.sleep(0.05)
+        # only once idle: a message purged mid-task would lose its acknowledgement
+        self.app.control.purge()
+        broker = redis.Redis.from_url(self.broker_url)
+        try:
+            broker.delete(*UNACKED_KEYS)
+        finally:
+            broker.close()
+        if held := self.busy():
+            pytest.fail(f"the session worker took work while its queues were emptied: {held}")
+
+
 @pytest.fixture(scope="session")
-def worker(
+def session_worker(
     sim_server: Simulator,
     redis_server: str,
     worker_receiver: Receiver,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Any]:
-    """A real prefork Celery worker (subprocess) and this process's app, both on the test broker."""
+) -> Iterator[SessionWorker]:
+    """A real prefork Celery worker (subprocess) for the whole session, on the test broker.
+
+    Tests ask for `worker`, which hands it over idle; only module fixtures that outlive a
+    test (Flower) ask for this one.
+    """
     env = service_env(
         sim_server,
         redis_server,
         CREDIT_ALERT_URLS=worker_receiver.url("/worker"),
         CREDIT_ALERT_RETRY_S="0.2",
     )
-    os.environ.update(
-        {
-            k: v
-            for k, v in env.items()
-            if k.startswith(("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_"))
-        }
-    )
-    from credit_tasks import app
+    from credit_tasks import app, tasks
 
-    app.conf.update(
-        broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
-    )
     logdir = tmp_path_factory.mktemp("worker")
     log = (logdir / "worker.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "credit_tasks",
-            "worker",
-            "--loglevel=INFO",
-            "--pool=prefork",
-            "--concurrency=4",
-            "--hostname=test@%h",
-            "-E",  # task events, for Flower
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        cwd=logdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    wait_for(
-        lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
-        timeout_s=30,
-        what="the worker to answer a ping",
-    )
-    assert proc.poll() is None, (logdir / "worker.log").read_text()
-    app.log_path = logdir / "worker.log"  # type: ignore[attr-defined]
-    yield app
+    # This process's app reads its defaults from the environment when first configured: that
+    # happens here, with the worker's variables; the environment and the settings cache are
+    # then left as they were found.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(SERVICE_PREFIXES):
+                patch.delenv(name)
+        for name, value in env.items():
+            if name.startswith(SERVICE_PREFIXES):
+                patch.setenv(name, value)
+        app.conf.update(
+            broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
+        )
+        proc = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "credit_tasks",
+                "worker",
+                "--loglevel=INFO",
+                "--pool=prefork",
+                "--concurrency=4",
+                "--hostname=test@%h",
+                "-E",  # task events, for Flower
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            cwd=logdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        pongs = wait_for(
+            lambda: proc.poll() is not None or app.control.ping(timeout=0.5),
+            timeout_s=30,
+            what="the worker to answer a ping",
+        )
+        assert proc.poll() is None, (logdir / "worker.log").read_text()
+    tasks.use_runtime(None)  # nothing built from the worker's variables stays
+    [[hostname]] = [list(pong) for pong in pongs]
+    yield SessionWorker(app, hostname, env["CELERY_BROKER_URL"], logdir / "worker.log")
     proc.terminate()
     try:
         # a warm shutdown can wait on the broker for a while; the session is over anyway
@@ -214,6 +281,33 @@ def worker(
 
 
 RedisProcess = RedisServer  # a test's own redis-server: stop() and start() keep its port
+
+
+@pytest.fixture
+def worker(
+    session_worker: SessionWorker,
+    redis_server: str,
+    worker_receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[SessionWorker]:
+    """The session worker, idle, its queues empty and the data db flushed; drained again after.
+
+    Every test that sends tasks asks for this, so no task of one test runs in another.
+    """
+    # Celery prefers these variables to the app's own broker, as long as the test runs
+    monkeypatch.setenv("CELERY_BROKER_URL", session_worker.broker_url)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", session_worker.broker_url)
+    _start_clean(session_worker, redis_server, worker_receiver)
+    yield session_worker
+    _start_clean(session_worker, redis_server, worker_receiver)
+
+
+def _start_clean(worker: SessionWorker, redis_server: str, receiver: Receiver) -> None:
+    worker.drain()
+    receiver.reset()
+    client = redis.Redis.from_url(f"{redis_server}/0")
+    client.flushdb()  # only now: a task still running could write into it
+    client.close()
 
 
 @pytest.fixture

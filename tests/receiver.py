@@ -44,6 +44,12 @@ class Receiver:
         with self.lock:
             self.failures_left = count
 
+    def reset(self) -> None:
+        """Forget the posts and any failures still to give."""
+        with self.lock:
+            self.posts.clear()
+            self.failures_left = 0
+
     def paths(self) -> list[str]:
         with self.lock:
             return [path for path, _ in self.posts]

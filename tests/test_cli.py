@@ -11,7 +11,7 @@ import redis
 from credit_tasks.cli import sparkline
 from credit_tasks.simulator import Simulator
 
-from .conftest import API_KEY, MANAGEMENT_KEY, run_cli, service_env
+from .conftest import API_KEY, MANAGEMENT_KEY, run_cli, service_env, wait_for
 
 
 def balance(sim: Simulator, usd: float) -> None:
@@ -228,9 +228,8 @@ def test_check_json_gives_the_burn_rate_and_runway_or_null(
     assert first["burn_rate_usd_per_hour"] is None
     assert first["runway_hours"] is None
     sim.set_spend(key=API_KEY, usd_per_hour=3600.0)  # a dollar a second
-    import time
-
-    time.sleep(1.0)
+    spent = first["remaining_usd"] - 0.01
+    wait_for(lambda: sim.state()["balance"] <= spent, what="the simulator to spend a cent")
     second = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
     assert second["burn_rate_usd_per_hour"] > 0
     assert second["runway_hours"] == pytest.approx(

@@ -84,7 +84,7 @@ class SlowReceiver:
 
 @pytest.fixture(scope="module", autouse=True)
 def own_broker_urls() -> Iterator[None]:
-    """Celery reads these variables before an app's own broker; the session worker sets them."""
+    """Celery reads these variables before an app's own broker; a shell may set them."""
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("CELERY_BROKER_URL", raising=False)
         patch.delenv("CELERY_RESULT_BACKEND", raising=False)

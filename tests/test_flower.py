@@ -17,6 +17,8 @@ from .conftest import API_KEY, BIN, MANAGEMENT_KEY, free_port, service_env, wait
 
 AUTH = ("ops", "flower-test-password")
 
+pytestmark = pytest.mark.usefixtures("worker")
+
 
 def _listening(url: str) -> bool:
     try:
@@ -27,7 +29,10 @@ def _listening(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def flower(
-    worker: Any, sim_server: Simulator, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+    session_worker: Any,
+    sim_server: Simulator,
+    redis_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """A real Flower on a free port, with basic auth, watching the session worker's broker."""
     port = free_port()

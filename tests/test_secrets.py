@@ -89,7 +89,7 @@ def _decoded_bodies(value: object) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def own_broker_urls(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Celery reads these variables before an app's own broker; the session worker sets them."""
+    """Celery reads these variables before an app's own broker; a shell may set them."""
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
 

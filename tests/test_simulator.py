@@ -17,6 +17,7 @@ import pytest
 
 from credit_tasks.simulator import Simulator
 
+from .conftest import wait_for
 from .schema import problems
 
 ORDINARY = "sk-or-v1-test-ordinary-0123456789"
@@ -237,7 +238,7 @@ def test_unknown_path_answers_404_with_the_error_shape(sim: Simulator) -> None:
 
 def test_spend_accrues_to_the_key_and_the_account(sim: Simulator) -> None:
     sim.set_spend(key=ORDINARY, usd_per_hour=3600.0)
-    time.sleep(0.05)
+    time.sleep(0.05)  # the clock is what spends: let 5 cents' worth of it pass
     assert get(sim, "/key").json()["data"]["usage"] > 25.5
     assert get(sim, "/credits", MANAGEMENT).json()["data"]["total_usage"] > 25.75
 
@@ -337,7 +338,7 @@ def test_stop_releases_a_hung_request() -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.1)
+    wait_for(lambda: simulator.requests().get("/key"), what="the request to hang")
     simulator.stop()
     caller.join(10)
     assert not caller.is_alive() and len(errors) == 1

@@ -80,12 +80,13 @@ def test_many_concurrent_checks_yield_one_notification(
     raised = [a for r in results for a in r.get("alerts", [])]
     assert [a["type"] for a in raised] == ["critical"]
     assert any(r.get("skipped") for r in results)
+    alert_id = raised[0]["id"]
     wait_for(
-        lambda: rdb.hget(f"openrouter:alerts:{raised[0]['id']}", "delivered_at"),
+        lambda: rdb.hget(f"openrouter:alerts:{alert_id}", "delivered_at"),
         what="the critical alert to be delivered",
     )
-    assert [m["type"] for m in messages(channel)] == ["critical"]
-    assert rdb.llen("openrouter:alerts:list") == 1
+    assert [(m["id"], m["type"]) for m in messages(channel)] == [(alert_id, "critical")]
+    assert rdb.lrange("openrouter:alerts:list", 0, -1) == [alert_id]
 
 
 def test_send_alert_publishes_an_alert_id_once_however_often_it_runs(
@@ -145,6 +146,7 @@ def test_the_worker_checks_every_capped_key_and_alerts_on_the_low_one(
     key = f"openrouter:alerts:{alert['id']}"
     wait_for(lambda: rdb.hget(key, "delivered_at"), what="the key alert to be delivered")
     [message] = messages(channel)
+    assert message["id"] == alert["id"]
     assert (message["subject"], message["type"]) == (f"key:{low}", "critical")
     assert message["key_name"] == "Customer W"
     assert "sk-or-v1-worker-customer" not in json.dumps(message)
