@@ -141,7 +141,13 @@ def test_the_worker_checks_every_capped_key_and_alerts_on_the_low_one(
     low = sim.add_key("sk-or-v1-worker-customer", name="Customer W", limit=10.0, usage=9.9)
     sim.add_key("sk-or-v1-worker-fine", name="Fine", limit=10.0, usage=1.0)
     result = check_credits.delay().get(timeout=30)
-    assert result["keys"] == {"checked": 3, "ok": 2, "warning": 0, "critical": 1}
+    assert result["keys"] == {
+        "checked": 3,
+        "ok": 2,
+        "warning": 0,
+        "critical": 1,
+        "unreadable": 0,
+    }
     [alert] = result["alerts"]
     key = f"openrouter:alerts:{alert['id']}"
     wait_for(lambda: rdb.hget(key, "delivered_at"), what="the key alert to be delivered")
