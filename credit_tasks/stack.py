@@ -37,7 +37,7 @@ def watch(sup: Supervisor, redis_url: str, keys: Keyspace, duration_s: float | N
     try:
         view = LiveView(redis_url, keys)
         try:
-            while not sup.stopping.is_set() and (end is None or time.monotonic() < end):
+            while not sup.stop_requested and (end is None or time.monotonic() < end):
                 dead = sup.dead()
                 if dead is not None:
                     say(f"{dead.name} stopped (exit code {dead.proc.returncode}): see {dead.log}")

@@ -1,8 +1,10 @@
 """The processes one `demo` or `run` starts, each in its own process group, and their stop.
 
 Stopping sends SIGTERM, waits up to a grace period, then sends SIGKILL to the whole group,
-which also takes the pool processes a worker leaves behind. SIGINT, SIGTERM and SIGHUP ask
-for a stop that the waiting loops poll.
+which also takes the pool processes a worker leaves behind. SIGINT, SIGTERM and SIGHUP only
+set a flag that the waiting loops poll: a signal handler must take no lock, or a second
+signal arriving while the first handler holds it hangs the process (GNU make forwards
+SIGTERM to its child, so a `make demo` stopped by SIGTERM receives two).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,13 +52,13 @@ class Supervisor:
         self.grace_s = grace_s
         self.children: list[Child] = []
         self.cleanups: list[Callable[[], None]] = []  # in-process services, stopped last
-        self.stopping = threading.Event()
+        self.stop_requested = False  # set by a signal: a plain attribute, no lock
 
     def handle_signals(self) -> None:
         """From now on SIGINT, SIGTERM and SIGHUP ask for a stop instead of ending us."""
 
         def on_signal(signum: int, frame: object) -> None:
-            self.stopping.set()
+            self.stop_requested = True
 
         for signum in STOP_SIGNALS:
             signal.signal(signum, on_signal)
@@ -85,7 +86,7 @@ class Supervisor:
         """Wait until `ready()`; ConfigError naming the log when the child exits or is slow."""
 
         def up() -> bool:
-            if self.stopping.is_set():
+            if self.stop_requested:
                 raise KeyboardInterrupt
             if child.proc.poll() is not None:
                 raise ConfigError(

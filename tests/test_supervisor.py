@@ -1,8 +1,9 @@
-"""The supervisor: children in their own process groups, stopped for sure."""
+"""The supervisor: children in their own process groups, stopped for sure, and safe signals."""
 
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,11 +26,31 @@ def sup(tmp_path: Path) -> Iterator[Supervisor]:
         signal.signal(signum, handler)
 
 
+def test_a_stop_signal_sets_a_flag_and_takes_no_lock(sup: Supervisor) -> None:
+    """A lock taken in a handler deadlocks when a second signal lands inside it."""
+    sup.handle_signals()
+    handler = signal.getsignal(signal.SIGTERM)
+    assert callable(handler)
+    called: list[str] = []
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        if event == "c_call":
+            called.append(repr(arg))
+
+    sys.setprofile(profile)
+    try:
+        handler(signal.SIGTERM, None)
+    finally:
+        sys.setprofile(None)
+    assert sup.stop_requested
+    assert [c for c in called if "lock" in c.lower()] == []
+
+
 def test_a_signal_asks_for_a_stop_instead_of_ending_the_process(sup: Supervisor) -> None:
     sup.handle_signals()
     signal.raise_signal(signal.SIGINT)
     signal.raise_signal(signal.SIGTERM)
-    assert sup.stopping.is_set()
+    assert sup.stop_requested
 
 
 def test_a_child_that_ignores_sigterm_is_killed_with_its_group_after_the_grace(
@@ -58,7 +79,7 @@ def test_a_child_that_exits_at_start_names_its_log(sup: Supervisor, tmp_path: Pa
 
 def test_waiting_for_a_child_ends_when_a_stop_is_asked(sup: Supervisor, tmp_path: Path) -> None:
     child = sup.start("sleeper", ["sleep", "60"], {}, tmp_path)
-    sup.stopping.set()
+    sup.stop_requested = True
     with pytest.raises(KeyboardInterrupt):
         sup.wait_ready(child, lambda: False)
     assert sup.dead() is None
