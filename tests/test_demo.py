@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,19 @@ def descendants(pid: int) -> dict[int, str]:
         except OSError:
             continue
         todo += parents.get(child, [])
+    return found
+
+
+def in_groups(pgids: set[int]) -> list[int]:
+    """Live processes in any of these process groups, wherever they were reparented."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgid = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:
+            continue
+        if int(pgid) in pgids and state != "Z":
+            found.append(int(stat.parent.name))
     return found
 
 
@@ -166,3 +180,51 @@ def test_the_demo_refuses_a_busy_flower_port_in_one_line_before_starting_anythin
         "or pass --flower-port PORT\n"
     )
     assert not (tmp_path / ".demo").exists()
+
+
+def test_signals_in_quick_succession_still_stop_everything(tmp_path: Path) -> None:
+    """`make demo` stopped by SIGTERM gets it twice (make forwards it); Ctrl-C may be mashed."""
+    argv = ["demo", "--for", "120s", "--pace", "5", "--flower-port", str(free_port())]
+    proc = subprocess.Popen(
+        [str(BIN / "credit-monitor"), *argv],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    started: dict[int, str] = {}
+    try:
+        wait_for(
+            lambda: any(" status" in line for line in lines) or proc.poll() is not None,
+            30,
+            "the demo to say where to look",
+        )
+        assert proc.poll() is None, "".join(lines)
+        started = descendants(proc.pid)
+        assert len(started) >= 3, started
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        # then a storm: each signal may land inside the handler of the one before
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        # every child leads a group of its own, with the pool processes forked since
+        wait_for(lambda: not in_groups(set(started)), 5, "every process started to be gone")
+    finally:
+        if proc.poll() is None:  # hung: stop it and whatever it started, by force
+            proc.kill()
+            proc.wait()
+        for pid in in_groups(set(started)):
+            os.kill(pid, signal.SIGKILL)
+    reader.join(5)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    output = "".join(lines)
+    assert "nothing started here is left running" in output
+    assert "Traceback" not in output

@@ -24,6 +24,9 @@ print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
         "credit_tasks.alerts",
         "credit_tasks.keyspace",
         "credit_tasks.simulator",
+        "credit_tasks.timeline",
+        "credit_tasks.text",
+        "credit_tasks.procs",
     ],
 )
 def test_a_pure_module_imports_none_of_the_heavy_libraries(module: str) -> None:

@@ -1,0 +1,198 @@
+"""What `demo` and `run` start, in which order, and with which environment.
+
+Both use REDIS_URL when it is given, else start a private redis-server (`run` first looks
+for one on localhost); then the worker with beat and task events, then Flower behind basic
+auth. `demo` adds the OpenRouter simulator, spending at a visible pace.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from . import procs
+from .errors import ConfigError
+from .settings import Settings, load_settings, redact_url
+from .simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY, Simulator
+from .supervisor import Supervisor, say
+from .text import money
+
+DEMO_REDIS_PORT = 6390  # not 6379, so a system Redis is never touched
+RUN_REDIS_PORT = 6399  # the project-local Redis of `make run`, data kept in .redis/
+FLOWER_PORT = 5555
+DEMO_INTERVAL_S = 12.0
+DEMO_START_USD = 12.5
+DEMO_SPEND_USD_PER_HOUR = 180.0
+DEMO_TOPUP_BELOW_USD = 4.0
+DEMO_TOPUP_USD = 20.0
+_SERVICE_ENV = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_", "FLOWER_")
+
+
+@dataclass
+class Plan:
+    """What `demo` or `run` starts the worker and Flower with."""
+
+    settings: Settings  # as the worker will see them
+    env: dict[str, str]
+    cwd: Path
+    hostname: str
+    started_redis: bool  # so the user needs REDIS_URL=… to reach it
+    go: Callable[[], None] = lambda: None  # once everything is up
+
+
+def _pings(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def flower_auth(settings: Settings) -> tuple[str, str]:
+    """Flower's `user:password`, and how to show it: a generated one is printed once."""
+    if settings.flower_basic_auth is not None:
+        value = settings.flower_basic_auth.get_secret_value()
+        users = [entry.partition(":") for entry in value.split(",")]
+        if not all(user and password for user, _, password in users):
+            raise ConfigError("FLOWER_BASIC_AUTH is invalid: set it to user:password")
+        return value, f"user {users[0][0]}, the password in FLOWER_BASIC_AUTH"
+    password = secrets.token_urlsafe(12)
+    return f"admin:{password}", f"user admin, password {password}"
+
+
+def start_redis(sup: Supervisor, port: int, data_dir: Path, persist: bool) -> str:
+    """A redis-server of ours on `port`, stopped after everything that uses it."""
+    try:
+        argv = procs.redis_argv(port, data_dir, persist=persist)
+    except FileNotFoundError:
+        raise ConfigError(
+            "redis-server is not installed: run `make demo` (it installs it), "
+            "`apt-get install redis-server`, or set REDIS_URL to a Redis you run"
+        ) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    child = sup.start("redis-server", argv, dict(os.environ), data_dir, stop_last=True)
+    sup.wait_ready(child, lambda: procs.redis_ready(port))
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _redis(sup: Supervisor, settings: Settings, port: int, data: Path, demo: bool) -> str:
+    """REDIS_URL when given, else (run only) a Redis on localhost:6379, else our own."""
+    if "redis_url" in settings.model_fields_set:
+        if not _pings(settings.redis_url):
+            raise ConfigError(
+                f"Redis at {redact_url(settings.redis_url)} does not answer: start it, "
+                "or unset REDIS_URL to let credit-monitor start its own"
+            )
+        return settings.redis_url
+    if not demo and _pings(settings.redis_url):
+        return settings.redis_url
+    if not demo and _pings(f"redis://127.0.0.1:{port}/0"):
+        return f"redis://127.0.0.1:{port}/0"  # the project-local Redis of an earlier run
+    port = port if procs.port_free(port) else procs.free_port()
+    return start_redis(sup, port, data, persist=not demo)
+
+
+def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> Plan:
+    """Redis and the simulator, with an environment that points the worker at them."""
+    url = _redis(sup, settings, DEMO_REDIS_PORT, state_dir / "redis", demo=True)
+    interval_s, spend = max(1.0, DEMO_INTERVAL_S / pace), DEMO_SPEND_USD_PER_HOUR * pace
+    sim = Simulator().start()
+    sup.cleanups.append(sim.stop)
+    sim.set_account(total_credits=DEMO_START_USD)
+    sim.add_key(DEFAULT_API_KEY, name="Demo app")
+    sim.add_key(DEFAULT_MANAGEMENT_KEY, name="Demo management", management=True)
+    sim.set_topup(below_usd=DEMO_TOPUP_BELOW_USD, topup_usd=DEMO_TOPUP_USD)
+    given = "redis_url" in settings.model_fields_set
+    # the user's CREDIT_*/OPENROUTER_* would change the story: the demo sets its own
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SERVICE_ENV)} | {
+        "REDIS_URL": url,
+        "CELERY_BROKER_URL": settings.broker_url if given else url,
+        "CELERY_RESULT_BACKEND": settings.result_backend if given else url,
+        "OPENROUTER_API_KEY": DEFAULT_API_KEY,
+        "OPENROUTER_MANAGEMENT_KEY": DEFAULT_MANAGEMENT_KEY,
+        "OPENROUTER_BASE_URL": sim.base_url,
+        "CREDIT_CHECK_INTERVAL_MINUTES": f"{interval_s / 60:.6g}",
+        # at demo speed every balance has "0 h" of runway: keep to warning, critical, resolved
+        "CREDIT_RUNWAY_WARNING_HOURS": "0",
+    }
+    per_s = spend / 3600
+    say(
+        f"Demo: a simulated OpenRouter account starts at {money(DEMO_START_USD)} and spends "
+        f"{money(spend)}/h, checked every {interval_s:g} s."
+    )
+    say(
+        f"  warning below $10 in ~{(DEMO_START_USD - 10) / per_s:.0f} s, critical below $5 in "
+        f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {money(DEMO_TOPUP_USD)} "
+        f"below {money(DEMO_TOPUP_BELOW_USD)} resolves it."
+    )
+    worker_settings = load_settings(
+        redis_url=url,
+        celery_broker_url=env["CELERY_BROKER_URL"],
+        credit_redis_prefix="openrouter",
+        credit_check_interval_minutes=interval_s / 60,
+    )
+    # the clock starts when everything is up, so the story's times hold on a slow machine
+    go = functools.partial(sim.set_spend, key=DEFAULT_API_KEY, usd_per_hour=spend)
+    return Plan(worker_settings, env, state_dir, "demo", not given, go)
+
+
+def run(sup: Supervisor, settings: Settings) -> Plan:
+    """Redis if none answers, and the environment of this command for the worker."""
+    url = _redis(sup, settings, RUN_REDIS_PORT, Path(".redis").resolve(), demo=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    started = url != settings.redis_url
+    if started:
+        env["REDIS_URL"] = url
+        settings = settings.model_copy(update={"redis_url": url})
+    say(
+        f"Watching the OpenRouter account at {redact_url(settings.openrouter_base_url)}, "
+        f"checked every {settings.credit_check_interval_minutes:g} min "
+        "(CREDIT_CHECK_INTERVAL_MINUTES)."
+    )
+    # the worker runs here, so it reads the same .env as this command
+    return Plan(settings, env, Path.cwd(), "credit-monitor", started)
+
+
+def start_services(
+    sup: Supervisor, plan: Plan, state_dir: Path, flower_port: int, basic_auth: str
+) -> None:
+    """The worker with beat and task events, then Flower; returns once Flower answers."""
+    env = plan.env | {"PYTHONUNBUFFERED": "1"}  # logs reach the files as they happen
+    schedule = state_dir / "celerybeat-schedule"
+    for stale in state_dir.glob("celerybeat-schedule*"):
+        stale.unlink()  # an old last-run time would make beat check twice at start
+    argv = [sys.executable, "-m", "celery", "-A", "credit_tasks", "worker", "--beat", "-E"]
+    argv += [f"--schedule={schedule}"]
+    argv += ["--loglevel=INFO", "--concurrency=2", f"--hostname={plan.hostname}@%h"]
+    sup.start("worker", argv, env, plan.cwd)
+    # the credentials go through the environment, never argv, which `ps` shows to all
+    argv = [sys.executable, "-m", "celery", "-A", "credit_tasks", "flower"]
+    argv += ["--address=127.0.0.1", f"--port={flower_port}"]
+    flower = sup.start("flower", argv, env | {"FLOWER_BASIC_AUTH": basic_auth}, plan.cwd)
+    sup.wait_ready(flower, lambda: procs.listening(flower_port))
+
+
+def send_first_check(broker_url: str, expires_s: float) -> None:
+    """One check now, so the first line does not wait for beat's first interval."""
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    app = Celery("credit-monitor-stack", broker=broker_url, set_as_current=False)
+    try:
+        app.send_task("credit_tasks.check_credits", expires=expires_s)
+    except OperationalError as exc:
+        raise ConfigError(
+            f"the broker at {redact_url(broker_url)} refused the first check ({exc}): "
+            "start it or fix CELERY_BROKER_URL"
+        ) from None
+    finally:
+        app.close()

@@ -1,0 +1,134 @@
+"""The processes one `demo` or `run` starts, each in its own process group, and their stop.
+
+Stopping sends SIGTERM, waits up to a grace period, then sends SIGKILL to the whole group,
+which also takes the pool processes a worker leaves behind. SIGINT, SIGTERM and SIGHUP only
+set a flag that the waiting loops poll: a signal handler must take no lock, or a second
+signal arriving while the first handler holds it hangs the process (GNU make forwards
+SIGTERM to its child, so a `make demo` stopped by SIGTERM receives two).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import procs
+from .errors import ConfigError
+
+GRACE_S = 10.0  # SIGTERM, then SIGKILL to the whole process group after this
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def say(line: str = "") -> None:
+    """Print a line for the person at the terminal, now."""
+    try:
+        print(line, flush=True)
+    except OSError:
+        # a closed terminal or pipe (`make demo | tee`, then Ctrl-C) must not stop the cleanup
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (lives as long as the process)
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    stop_last: bool = False  # a service the others need until they are gone (Redis)
+
+
+class Supervisor:
+    """Starts children with their output in `log_dir`, and stops every one of them."""
+
+    def __init__(self, log_dir: Path, grace_s: float = GRACE_S) -> None:
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.grace_s = grace_s
+        self.children: list[Child] = []
+        self.cleanups: list[Callable[[], None]] = []  # in-process services, stopped last
+        self.stop_requested = False  # set by a signal: a plain attribute, no lock
+
+    def handle_signals(self) -> None:
+        """From now on SIGINT, SIGTERM and SIGHUP ask for a stop instead of ending us."""
+
+        def on_signal(signum: int, frame: object) -> None:
+            self.stop_requested = True
+
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, on_signal)
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, stop_last: bool = False
+    ) -> Child:
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            # its own session: Ctrl-C reaches only us, and we stop the whole group
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        child = Child(name, proc, log, stop_last)
+        self.children.append(child)
+        return child
+
+    def wait_ready(self, child: Child, ready: Callable[[], bool], timeout_s: float = 30) -> None:
+        """Wait until `ready()`; ConfigError naming the log when the child exits or is slow."""
+
+        def up() -> bool:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            if child.proc.poll() is not None:
+                raise ConfigError(
+                    f"{child.name} exited at start (code {child.proc.returncode}): see {child.log}"
+                )
+            return ready()
+
+        try:
+            procs.wait_until(up, timeout_s, child.name, interval_s=0.1)
+        except TimeoutError:
+            raise ConfigError(
+                f"{child.name} did not start in {timeout_s:g} s: see {child.log}"
+            ) from None
+
+    def dead(self) -> Child | None:
+        """The first child that exited, if any did."""
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+    def stop(self) -> None:
+        """Stop every child (those marked `stop_last` after the others), then the cleanups."""
+        if self.children:
+            say(f"Stopping {', '.join(c.name for c in reversed(self.children))} …")
+        last = [c for c in self.children if c.stop_last]
+        for group in ([c for c in self.children if not c.stop_last], last):
+            self._stop_group(group)
+        for cleanup in self.cleanups:
+            cleanup()
+        if self.children:
+            say("Stopped: nothing started here is left running.")
+        self.children.clear()
+        self.cleanups.clear()
+
+    def _stop_group(self, group: list[Child]) -> None:
+        for child in group:
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + self.grace_s
+        for child in group:
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{child.name} ignored SIGTERM for {self.grace_s:g} s: killing it")
+            with contextlib.suppress(ProcessLookupError):  # pool processes left behind
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
