@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from .alerts import Alert, alert_for
-from .client import KeyInfo, OpenRouterClient, Snapshot
+from .client import OpenRouterClient
 from .errors import FetchError, KeyRejected
 from .history import Point, burn_rate_usd_per_hour, runway_hours
+from .readings import KeyInfo, Snapshot
 from .rules import (
     Decision,
     Failure,

@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
@@ -38,11 +37,14 @@ from .answers import (
     validate,
 )
 from .errors import ApiUnavailable, FetchError, KeyRejected, MalformedAnswer
+from .readings import SOURCES as SOURCES  # re-exported: the client's readings
+from .readings import KeyInfo as KeyInfo
+from .readings import KeyListing, Reading
+from .readings import Snapshot as Snapshot
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("key_limit", "account", "initial_balance", "payment_required", "none")
 KEYS_URL = "https://openrouter.ai/settings/keys"
 MANAGEMENT_KEYS_URL = "https://openrouter.ai/settings/management-keys"
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -55,58 +57,6 @@ try:
     _VERSION = importlib.metadata.version("credit-tasks")
 except importlib.metadata.PackageNotFoundError:
     _VERSION = "0"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What one read of OpenRouter says about the money."""
-
-    checked_at: datetime
-    remaining_usd: float | None
-    usage_usd: float | None
-    source: str
-    limit_usd: float | None
-    limit_remaining_usd: float | None
-    account_balance_usd: float | None
-    key_label: str | None
-    is_free_tier: bool | None
-
-    def as_dict(self) -> dict[str, object]:
-        """The snapshot as JSON-safe values, `checked_at` as an ISO 8601 UTC string."""
-        out: dict[str, object] = dataclasses.asdict(self)
-        out["checked_at"] = self.checked_at.isoformat()
-        return out
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """One API key of the account as `/keys` lists it; never the key itself."""
-
-    hash: str
-    name: str
-    label: str
-    limit_usd: float | None
-    remaining_usd: float | None  # negative when the key is overspent
-    usage_usd: float
-    limit_reset: str | None
-
-
-@dataclass(frozen=True)
-class KeyListing:
-    """The enabled keys `/keys` lists, and the items it sent that could not be read."""
-
-    keys: list[KeyInfo] = field(default_factory=list)
-    # each unreadable item's hash, or "item N of page P" when it has none
-    unreadable: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One check's reading: the snapshot, and the keys or why they could not be listed."""
-
-    snapshot: Snapshot
-    listing: KeyListing | None  # None when the listing failed
-    keys_error: FetchError | None = None
 
 
 class _Transient(Exception):
