@@ -5,8 +5,10 @@ Pure: built from a rules `Notice` and the figures of the subject it is about.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .rules import About, AlertType, Due, Notice, Status, Thresholds
 from .text import duration, money
@@ -55,6 +57,38 @@ class Alert:
             "key_label": self.key_label,
         }
         return out | {k: v for k, v in extras.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert `as_dict` gave, back from a task's argument; ValueError when it is not one."""
+        try:
+            resolves = data.get("resolves")
+            return cls(
+                id=str(data["id"]),
+                type=AlertType(data["type"]),
+                subject=str(data["subject"]),
+                status=Status(data["status"]),
+                remaining_usd=_number(data.get("remaining_usd")),
+                threshold_usd=_number(data.get("threshold_usd")),
+                message=str(data["message"]),
+                timestamp=datetime.fromisoformat(str(data["timestamp"])),
+                resolves=AlertType(resolves) if resolves else None,
+                threshold_percent=_number(data.get("threshold_percent")),
+                runway_hours=_number(data.get("runway_hours")),
+                threshold_hours=_number(data.get("threshold_hours")),
+                key_name=_text_or_none(data.get("key_name")),
+                key_label=_text_or_none(data.get("key_label")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an alert ({type(exc).__name__}: {exc})") from None
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def pace(about: About) -> str:

@@ -89,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for alert in result.alerts:
             notify.deliver_with_retries(
                 rt.store,
-                alert.as_dict(),
+                alert,
                 rt.channels,
                 attempts=settings.credit_alert_retry_attempts,
                 backoff_s=settings.credit_alert_retry_s,

@@ -330,7 +330,7 @@ class Store:
             for start in range(0, len(rows), _HSET_CHUNK):
                 cmds.append(_hset(k.keys_current, dict(rows[start : start + _HSET_CHUNK])))
         for alert in change.alerts:
-            cmds.extend(self._record_commands(alert.as_dict()))
+            cmds.extend(self._record_commands(alert))
         for cooldown in change.cooldowns:
             marker = k.alert_last(cooldown.type, cooldown.subject)
             cmds.append(["SET", marker, cooldown.alert_id, "EX", str(max(1, int(cooldown.ttl_s)))])
@@ -343,13 +343,13 @@ class Store:
         fields = [item for pair in change.point.items() for item in pair]
         return [self.keys.timeline, str(minid), f"{ms}-*", *fields]
 
-    def _record_commands(self, alert: dict[str, Any]) -> list[list[str]]:
-        key = self.keys.alert(str(alert["id"]))
-        record = {k: _text(v) for k, v in alert.items()} | {"delivered_at": ""}
+    def _record_commands(self, alert: Alert) -> list[list[str]]:
+        key = self.keys.alert(alert.id)
+        record = {k: _text(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
         return [
             _hset(key, record),
             ["EXPIRE", key, str(int(self.retention_s))],
-            ["LPUSH", self.keys.alerts_list, str(alert["id"])],
+            ["LPUSH", self.keys.alerts_list, alert.id],
             ["LTRIM", self.keys.alerts_list, "0", str(ALERTS_LIST_CAP - 1)],
         ]
 
@@ -359,9 +359,9 @@ class Store:
         return [json.loads(v) for v in self.redis.hvals(self.keys.keys_current)]
 
     @_translated
-    def deliver(self, alert: dict[str, Any], now: datetime) -> bool:
+    def deliver(self, alert: Alert, now: datetime) -> bool:
         """Store (if new) and publish an alert once; False when it was already delivered."""
-        alert_id = str(alert["id"])
+        alert_id = alert.id
         key = self.keys.alert(alert_id)
         sending = self.keys.alert_sending(alert_id)
         if not self.redis.set(sending, "1", nx=True, ex=SENDING_TTL_S):
@@ -373,7 +373,7 @@ class Store:
             if not self.redis.exists(key):
                 for command in self._record_commands(alert):
                     pipe.execute_command(*command)
-            pipe.publish(self.keys.channel, json.dumps(alert))
+            pipe.publish(self.keys.channel, json.dumps(alert.as_dict()))
             pipe.hset(key, "delivered_at", now.isoformat())
             pipe.execute()
             return True

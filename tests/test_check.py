@@ -35,7 +35,7 @@ def check(settings: Settings, store: Store, now: datetime) -> Any:
     with OpenRouterClient(settings) as c:
         result = run_check(settings, c, store, now)
     for alert in result.alerts:
-        notify.deliver(store, alert.as_dict(), now=now)
+        notify.deliver(store, alert, now=now)
     return result
 
 
