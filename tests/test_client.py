@@ -138,6 +138,7 @@ def test_a_capped_key_alone_reports_what_is_left_of_its_limit() -> None:
         account_balance_usd=None,
         key_label="sk-or-v1-au7...890",
         is_free_tier=False,
+        usage_daily_usd=25.5,
     )
     assert snap.source in SOURCES
 
@@ -575,9 +576,11 @@ def test_keys_are_listed_page_by_page_and_disabled_keys_skipped() -> None:
     listing = list_keys(fake)
     assert [k.hash for k in listing.keys] == [*(f"h{i}" for i in range(100)), "last"]
     assert listing.unreadable == []
-    assert [r.url.params["offset"] for r in fake.requests] == ["0", "100"]
+    # no /workspaces (404): the account is listed as before workspaces
+    assert fake.paths == ["workspaces", "keys", "keys"]
+    assert [r.url.params["offset"] for r in fake.requests[1:]] == ["0", "100"]
     assert listing.keys[-1] == KeyInfo(
-        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None
+        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None, None, 0.0, 0.0, 0.0
     )
 
 
@@ -684,3 +687,105 @@ def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -
     [key] = listing.keys
     assert key.name == item["name"] and key.label == item["label"]
     assert key.limit_reset == item["limit_reset"]
+
+
+def workspace(workspace_id: str, name: str) -> dict[str, object]:
+    return {"id": workspace_id, "name": name, "slug": name.lower()}
+
+
+def test_every_workspace_is_listed_and_each_key_carries_its_workspace_name() -> None:
+    answers = {
+        "ws-default": ok({"data": [keys_item("a")]}),
+        "ws-research": ok({"data": [keys_item("b", usage_daily=1.5, usage_weekly=4.0)]}),
+    }
+
+    def keys_of(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.params["workspace_id"]]
+
+    fake = FakeOpenRouter(
+        workspaces=ok(
+            {
+                "data": [workspace("ws-default", "Default"), workspace("ws-research", "Research")],
+                "total_count": 2,
+            }
+        )
+    )
+    transport = httpx.MockTransport(
+        lambda r: keys_of(r) if r.url.path.endswith("/keys") else fake(r)
+    )
+    http = httpx.Client(transport=transport, base_url=BASE_URL)
+    client = OpenRouterClient(make_settings(openrouter_management_key=MANAGEMENT_KEY), http)
+    listing = client.list_keys(NOW)
+    assert [(k.hash, k.workspace) for k in listing.keys] == [
+        ("a", "Default"),
+        ("b", "Research"),
+    ]
+    assert (listing.keys[1].usage_daily_usd, listing.keys[1].usage_weekly_usd) == (1.5, 4.0)
+    assert fake.paths == ["workspaces"]
+    assert fake.requests[0].url.params["limit"] == "100"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [error(404, "Not Found"), ok({"data": [], "total_count": 0})],
+    ids=["404", "an empty list"],
+)
+def test_an_account_without_workspaces_is_listed_as_before_them(answer: httpx.Response) -> None:
+    fake = FakeOpenRouter(workspaces=answer, keys=ok({"data": [keys_item("a")]}))
+    listing = list_keys(fake)
+    assert [(k.hash, k.workspace) for k in listing.keys] == [("a", None)]
+    assert "workspace_id" not in fake.requests[-1].url.params
+
+
+def test_a_workspaces_answer_that_cannot_be_read_fails_the_listing_in_one_line() -> None:
+    fake = FakeOpenRouter(workspaces=ok({"data": [{"name": "no id"}]}))
+    with pytest.raises(MalformedAnswer, match=r"/workspaces with a bad field data\.0\.id"):
+        list_keys(fake)
+
+
+ACTIVITY_ROW = {
+    "date": "2026-03-03",
+    "model": "openai/gpt-4.1",
+    "model_permaslug": "openai/gpt-4.1-2025-04-14",
+    "endpoint_id": "550e8400-e29b-41d4-a716-446655440000",
+    "provider_name": "OpenAI",
+    "usage": 0.015,
+    "byok_usage_inference": 0.012,
+    "requests": 5,
+    "prompt_tokens": 50,
+    "completion_tokens": 125,
+    "reasoning_tokens": 25,
+}
+
+
+def test_activity_is_read_across_workspaces_or_for_one_day() -> None:
+    fake = FakeOpenRouter(activity=ok({"data": [ACTIVITY_ROW]}))
+    client = make_client(fake, openrouter_management_key=MANAGEMENT_KEY)
+    [row] = client.activity(NOW)
+    assert (row.date, row.model, row.provider, row.usage_usd, row.requests) == (
+        "2026-03-03",
+        "openai/gpt-4.1",
+        "OpenAI",
+        0.015,
+        5,
+    )
+    client.activity(NOW, "2026-03-03")
+    assert [dict(r.url.params) for r in fake.requests] == [{}, {"date": "2026-03-03"}]
+    assert fake.requests[0].headers["Authorization"] == f"Bearer {MANAGEMENT_KEY}"
+
+
+def test_activity_needs_the_management_key_and_says_so() -> None:
+    fake = FakeOpenRouter(activity=ok({"data": []}))
+    with pytest.raises(FetchError, match="OPENROUTER_MANAGEMENT_KEY"):
+        make_client(fake).activity(NOW)
+    assert fake.requests == []
+    forbidden = FakeOpenRouter(activity=error(403, "Only management keys can"))
+    with pytest.raises(KeyRejected, match="not a management key"):
+        make_client(forbidden, openrouter_management_key=MANAGEMENT_KEY).activity(NOW)
+
+
+def test_the_spend_of_the_day_week_and_month_of_the_watched_key_is_read() -> None:
+    key = key_with(usage_daily=1.0, usage_weekly=2.0, usage_monthly=3.0)
+    snap = fetch(FakeOpenRouter(key=ok(key)))
+    assert (snap.usage_daily_usd, snap.usage_weekly_usd, snap.usage_monthly_usd) == (1.0, 2.0, 3.0)
+    assert fetch(FakeOpenRouter(key=ok(KEY_OLD))).usage_daily_usd is None  # an older answer
