@@ -23,7 +23,7 @@ from .rules import About, Status
 from .runtime import Runtime
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
-from .text import duration, money
+from .text import duration, money, span
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
@@ -57,7 +57,7 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
         about = About(
             remaining_usd=snap.remaining_usd,
             runway_hours=result.runway_hours,
-            window_hours=settings.credit_burn_window_hours,
+            window_hours=result.burn_span_hours,
         )
         text = f"{remaining_text(about)} ({snap.source.replace('_', ' ')})"
     if result.runway_hours is not None:
@@ -187,10 +187,19 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _runway_text(current: dict[str, str], settings: Settings) -> str:
     runway, rate = current.get("runway_hours"), current.get("burn_rate_usd_per_hour")
     if not runway or not rate:
-        return "not projected (needs two checks with spend in the window)"
+        need = span(settings.credit_runway_min_span_minutes / 60)
+        return f"not projected (needs {need} of history with spend in the window)"
+    observed = current.get("burn_span_hours")
+    pace = f"the pace of the last {span(float(observed))}" if observed else "the recent pace"
+    return f"{duration(float(runway))} at {pace} ({_money(rate)}/h)"
+
+
+def _spend_text(current: dict[str, str]) -> str:
+    """`today $1.20, this week $5.00, this month $20.00`."""
     return (
-        f"{duration(float(runway))} at the last {settings.credit_burn_window_hours:g} h's "
-        f"pace ({_money(rate)}/h)"
+        f"today {_money(current.get('spend_today_usd'))}, this week "
+        f"{_money(current.get('spend_week_usd'))}, this month "
+        f"{_money(current.get('spend_month_usd'))}"
     )
 
 
@@ -200,6 +209,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         rows = rt.store.keys_table()
     # least remaining first; uncapped keys (no remaining) last
     rows.sort(key=lambda r: (r["remaining_usd"] is None, r["remaining_usd"] or 0.0, r["name"]))
+    for row in rows:
+        row.setdefault("workspace", None)  # a table written before workspaces were listed
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -207,11 +218,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
         return 0
     width = min(max(len(r["name"]) for r in rows), 32)
-    print(f"{'name':<{width}}  {'label':<22} {'remaining':>12} {'limit':>12}  status")
-    for r in rows:
+    spaces = [str(r.get("workspace") or "") for r in rows]
+    # the workspace column only for an account that has workspaces
+    ws = min(max(len("workspace"), *map(len, spaces)), 24) if any(spaces) else 0
+    head = f"{'workspace':<{ws}}  " if ws else ""
+    print(f"{'name':<{width}}  {head}{'label':<22} {'remaining':>12} {'limit':>12}  status")
+    for r, space in zip(rows, spaces, strict=True):
+        where = f"{space[:ws]:<{ws}}  " if ws else ""
         print(
-            f"{r['name'][:width]:<{width}}  {r['label']:<22} {_money(r['remaining_usd']):>12} "
-            f"{_money(r['limit_usd']):>12}  {r['status']}"
+            f"{r['name'][:width]:<{width}}  {where}{r['label']:<22} "
+            f"{_money(r['remaining_usd']):>12} {_money(r['limit_usd']):>12}  {r['status']}"
         )
     return 0
 
@@ -234,6 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"(source: {current.get('source') or '-'})"
     )
     print(f"Usage:      {_money(current.get('usage_usd'))}")
+    print(f"Spent:      {_spend_text(current)}")
     print(f"Runway:     {_runway_text(current, settings)}")
     print(f"Checked at: {current.get('checked_at') or '-'}")
     print(

@@ -44,6 +44,11 @@ _ALLOWED = {
     "credit_retry_budget_s": "a number of seconds > 0, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
     "credit_visibility_timeout_s": "a number of seconds > 0, e.g. 300",
+    "credit_spike_window_minutes": "a number of minutes > 0, e.g. 60",
+    "credit_spike_factor": "a number >= 0 (0 turns spike alerts off), e.g. 5",
+    "credit_spike_min_usd": "a number of dollars >= 0, e.g. 1.00",
+    "credit_runway_min_span_minutes": "a number of minutes >= 0, e.g. 60",
+    "credit_report_hour_utc": "a whole hour from 0 to 23, or empty for no scheduled report",
     "openrouter_api_key": "the key as OpenRouter shows it once (sk-or-v1-...), without spaces",
     "openrouter_management_key": "a management key (sk-or-v1-...) without spaces, or empty",
 }
@@ -97,6 +102,12 @@ class Settings(BaseSettings):
     credit_key_critical_percent: float = Field(5.0, ge=0, le=100)
     credit_burn_window_hours: float = Field(24.0, gt=0)
     credit_runway_warning_hours: float = Field(48.0, ge=0)
+    # a runway projected from a few minutes of history is a burst, not a pace
+    credit_runway_min_span_minutes: float = Field(60.0, ge=0)
+    credit_spike_window_minutes: float = Field(60.0, gt=0)
+    credit_spike_factor: float = Field(5.0, ge=0)  # 0: no spike alerts
+    credit_spike_min_usd: float = Field(1.0, ge=0)
+    credit_report_hour_utc: int | None = Field(None, ge=0, le=23)
 
     credit_http_timeout_s: float = Field(10.0, gt=0)
     credit_retry_attempts: int = Field(4, ge=1)

@@ -25,3 +25,13 @@ def test_no_figure_reads_as_an_unknown_amount_in_a_sentence(value: object) -> No
 @pytest.mark.parametrize("value", [None, ""])
 def test_a_table_shows_no_figure_as_a_dash(value: object) -> None:
     assert money(value, missing="-") == "-"
+
+
+@pytest.mark.parametrize(
+    ("hours", "text"),
+    [(3.0, "3 h"), (1.5, "1.5 h"), (24.0, "24 h"), (0.75, "45 min"), (0.01, "36 s")],
+)
+def test_a_span_of_history_reads_in_hours_minutes_or_seconds(hours: float, text: str) -> None:
+    from credit_tasks.text import span
+
+    assert span(hours) == text
