@@ -1,4 +1,4 @@
-"""`credit-monitor`: check, monitor, history and status for people and cron jobs.
+"""`credit-monitor`: check, monitor, history, status, keys and report for people and cron jobs.
 
 Exit codes follow the Nagios plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown or
 error. Expected failures end in one line on stderr, never a traceback.
@@ -11,11 +11,11 @@ import json
 import logging
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
-from . import history, notify
+from . import history, notify, report
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check
 from .errors import CreditTasksError
@@ -203,6 +203,43 @@ def _spend_text(current: dict[str, str]) -> str:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    day = args.date or report.yesterday(datetime.now(UTC))
+    with _open(settings) as rt:
+        the_report = rt.report(day)
+    if args.json:
+        print(json.dumps(the_report.as_dict()))
+        return 0
+    r = the_report
+    print(f"OpenRouter daily report for {r.date} (UTC)")
+    print(f"  Spent:      {_money(r.spend_usd)}")
+    runway = f", {duration(r.runway_hours)} at the recent pace" if r.runway_hours else ""
+    print(f"  Balance:    {_money(r.balance_usd)} now{runway}")
+    counts = ", ".join(f"{n} {kind}" for kind, n in r.alerts.items()) or "none"
+    print(f"  Alerts:     {counts}")
+    for title, rows, name, usd in (
+        ("Models:   ", r.top_models, "model", "usage_usd"),
+        ("Providers:", r.top_providers, "provider", "usage_usd"),
+        ("Keys:     ", r.top_keys, "name", "spend_usd"),
+    ):
+        shown = ", ".join(f"{row[name]} {_money(row[usd])}" for row in rows) or "-"
+        print(f"  {title}  {shown}")
+    for note in r.notes:
+        print(f"  Not shown: {note}")
+    return 0
+
+
+def _past_day(text: str) -> str:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"DATE must be YYYY-MM-DD, not {text!r}") from None
+    if day >= datetime.now(UTC).date():
+        raise argparse.ArgumentTypeError(f"DATE must be a completed UTC day, not {text}")
+    return day.isoformat()
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _open(settings) as rt:
@@ -306,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="every key of the account, least remaining first")
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
+    day = sub.add_parser("report", help="a day's spend, alerts, top models, providers and keys")
+    day.add_argument("--date", type=_past_day, help="the UTC day, YYYY-MM-DD (default: yesterday)")
+    day.add_argument("--json", action="store_true", help="print one JSON object")
+    day.set_defaults(func=cmd_report)
     add_stack_parsers(sub)  # demo, run
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser

@@ -64,7 +64,8 @@ class Keyspace:
 
     def alerts_daily(self, day: str) -> str:
         """Per alert type, how many alerts `day` (YYYY-MM-DD) raised."""
-        return f"{self.prefix}:alerts:daily:{day}"
+        # not a hex word after alerts: (like "daily"): those are alert ids
+        return f"{self.prefix}:alerts:tally:{day}"
 
     @property
     def spend_baseline(self) -> str:

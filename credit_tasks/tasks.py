@@ -17,7 +17,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
-from . import history, notify
+from . import history, notify, report
 from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
@@ -142,3 +142,26 @@ def credit_history(hours: float = 24) -> dict[str, object]:
     end = datetime.now(UTC)
     points = runtime().store.history(end - timedelta(hours=float(hours)), end)
     return history.report(float(hours), points)
+
+
+@shared_task(name="credit_tasks.daily_report")
+def daily_report(date: str | None = None) -> dict[str, object]:
+    """Build the report of `date` (yesterday, UTC, by default), keep it and deliver it once.
+
+    However many beats or workers send it, one stores the date's report (SET NX) and only
+    that one delivers it, as a message of type `report`; the others say it went out.
+    """
+    now = datetime.now(UTC)
+    day = date or report.yesterday(now)
+    try:
+        rt = runtime()
+        the_report = rt.report(day)
+        if not rt.store.save_report(day, the_report.as_dict()):
+            log.info("the report of %s went out already", day)
+            return {"date": day, "skipped": True}
+        status = rt.store.current().get("status")
+    except CreditTasksError as exc:
+        log.error("daily_report failed: %s", exc)
+        return {"date": day, "error": str(exc)}
+    _dispatch(report.as_alert(the_report, status, now))
+    return the_report.as_dict() | {"skipped": False}
