@@ -23,10 +23,11 @@ from .rules import About, Status
 from .runtime import Runtime
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
-from .text import duration, money
+from .text import cut, duration, money, plain
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
+NAME_WIDTH, LABEL_WIDTH = 32, 22  # the keys table's columns
 
 
 def _money(value: object) -> str:
@@ -206,12 +207,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
         return 0
-    width = min(max(len(r["name"]) for r in rows), 32)
-    print(f"{'name':<{width}}  {'label':<22} {'remaining':>12} {'limit':>12}  status")
-    for r in rows:
+    # cut after cleaning, so a cut can never leave an escape sequence open
+    names = [cut(str(r["name"]), NAME_WIDTH) for r in rows]
+    width = max(4, *(len(n) for n in names))
+    print(f"{'name':<{width}}  {'label':<{LABEL_WIDTH}} {'remaining':>12} {'limit':>12}  status")
+    for r, name in zip(rows, names, strict=True):
         print(
-            f"{r['name'][:width]:<{width}}  {r['label']:<22} {_money(r['remaining_usd']):>12} "
-            f"{_money(r['limit_usd']):>12}  {r['status']}"
+            f"{name:<{width}}  {cut(str(r['label']), LABEL_WIDTH):<{LABEL_WIDTH}} "
+            f"{_money(r['remaining_usd']):>12} {_money(r['limit_usd']):>12}  "
+            f"{plain(str(r['status']))}"
         )
     return 0
 
@@ -241,19 +245,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{monitoring.get('last_success_at') or '-'}, "
         f"{monitoring.get('consecutive_failures') or 0} failure(s) in a row"
     )
+    # what Redis holds was cleaned before it was stored; cleaned again in case another writer
     if monitoring.get("last_error"):
-        print(f"Last error: {monitoring['last_error']}")
+        print(f"Last error: {plain(monitoring['last_error'])}")
     if monitoring.get("unreadable_keys"):
-        print(f"Unreadable keys: {monitoring['unreadable_keys'].replace(',', ', ')}")
+        print(f"Unreadable keys: {plain(monitoring['unreadable_keys'].replace(',', ', '))}")
     if alerts:
         print("Recent alerts:")
         for a in alerts:
             pending = "" if a.get("delivered_at") else "  (not delivered yet)"
             if a.get("delivery_error"):
-                pending += f"  (delivery failed: {a['delivery_error']})"
+                pending += f"  (delivery failed: {plain(a['delivery_error'])})"
             print(
-                f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} "
-                f"{a.get('message', '')}{pending}"
+                f"  {plain(a.get('timestamp', ''))[:19]}  {plain(a.get('type', '')):<8} "
+                f"{plain(a.get('message', ''))}{pending}"
             )
     return EXIT_CODES[status]
 

@@ -42,6 +42,7 @@ from .readings import KeyInfo as KeyInfo
 from .readings import KeyListing, Reading
 from .readings import Snapshot as Snapshot
 from .settings import Settings
+from .text import plain
 
 log = logging.getLogger(__name__)
 
@@ -230,18 +231,23 @@ class OpenRouterClient:
             return
         if item.disabled:
             return
+        key_hash = self._scrub(item.hash)
+        if not key_hash:  # nothing left to name the key by: a subject needs a name
+            log.warning("skipped an unreadable key (%s): a blank hash", where)
+            listing.unreadable.append(where)
+            return
         remaining = item.limit_remaining
         if item.limit is not None and remaining is None:
             remaining = item.limit - item.usage
         listing.keys.append(
             KeyInfo(
-                item.hash,
+                key_hash,
                 self._scrub_label(item.name) or "",
                 self._scrub_label(item.label) or "",
                 item.limit,
                 remaining,
                 item.usage,
-                item.limit_reset,
+                self._scrub_label(item.limit_reset),
             )
         )
 
@@ -344,11 +350,14 @@ class OpenRouterClient:
         return None if text is None else self._scrub(text)
 
     def _scrub(self, text: str) -> str:
-        """Server text made safe for a one-line message: no secrets, no newlines, short."""
+        """Server text made safe to store and show: no control or bidi character, no secret,
+        one line, short. Every text from the API passes here before it goes anywhere."""
+        # cleaned first: a zero-width character inside an echoed key would hide it from replace
+        text = plain(text)
         for secret in (self._api_key, self._settings.openrouter_management_key):
             if secret is not None and secret.get_secret_value():
                 text = text.replace(secret.get_secret_value(), "***")
-        return " ".join(text.split())[:200]
+        return text[:200]
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -1,10 +1,17 @@
-"""Figures as people read them, the same in alerts, the CLI and the live view."""
+"""Figures as people read them, the same in alerts, the CLI and the live view; and the one
+cleaner for text that came from outside."""
 
 from __future__ import annotations
 
 import math
+import unicodedata
 
 UNKNOWN_AMOUNT = "an unknown amount"
+ELLIPSIS = "…"
+# controls (C0, C1, DEL), format characters (bidi overrides and isolates, zero-width marks),
+# lone surrogates and unassigned code points: none belongs in a name, and a terminal obeys
+# the first two (an unassigned one may be a control of a newer Unicode)
+_DROPPED = frozenset({"Cc", "Cf", "Cs", "Cn"})
 
 
 def money(value: object, missing: str = UNKNOWN_AMOUNT) -> str:
@@ -20,3 +27,25 @@ def duration(hours: float) -> str:
     if hours * 60 < 1:
         return "under a minute"
     return f"about {hours * 60:.0f} min" if hours < 1 else f"about {hours:,.0f} h"
+
+
+def plain(text: str) -> str:
+    """`text` safe for a terminal and one line: no control, bidi or zero-width character, any
+    run of whitespace (newlines and tabs included) one space.
+
+    JSON escaping is not enough: a subscriber prints what it decodes. `ESC[2J` loses its ESC
+    and stays as harmless text.
+    """
+    if not text.isprintable():
+        text = "".join(
+            " " if ch.isspace() else ch
+            for ch in text
+            if ch.isspace() or unicodedata.category(ch) not in _DROPPED
+        )
+    return " ".join(text.split())
+
+
+def cut(text: str, width: int) -> str:
+    """`text` at most `width` characters, the cut marked with an ellipsis; cleaned first."""
+    text = plain(text)
+    return text if len(text) <= width else text[: max(width - 1, 0)] + ELLIPSIS

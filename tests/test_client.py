@@ -684,3 +684,50 @@ def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -
     [key] = listing.keys
     assert key.name == item["name"] and key.label == item["label"]
     assert key.limit_reset == item["limit_reset"]
+
+
+ESCAPES = "\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\x08\x7f\u202e\u2066\u200f\u200b"
+
+
+def _clean(text: str) -> bool:
+    return text.isprintable() and "\x1b" not in text
+
+
+def test_names_labels_hashes_and_resets_of_keys_lose_their_control_characters() -> None:
+    item = keys_item(
+        f"hash{ESCAPES}1",
+        name=f"{ESCAPES}CLEARED",
+        label=f"sk-or-v1-abc...123{ESCAPES}",
+        limit_reset=f"monthly{ESCAPES}",
+    )
+    [key] = list_keys(FakeOpenRouter(keys=ok({"data": [item]}))).keys
+    for text in (key.hash, key.name, key.label, key.limit_reset or ""):
+        assert _clean(text), text
+    assert key.name == "[2J[H]0;owned31mCLEARED"
+    assert key.hash == "hash[2J[H]0;owned31m1"
+
+
+def test_a_hash_that_is_nothing_but_control_characters_is_an_unreadable_item() -> None:
+    listing = list_keys(FakeOpenRouter(keys=ok({"data": [keys_item("\x1b\u202e\x07")]})))
+    assert listing.keys == [] and listing.unreadable == ["item 1 of page 1"]
+
+
+def test_the_label_of_the_key_itself_loses_its_control_characters() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(key_with(label=f"sk-or-v1-0fa...240{ESCAPES}"))))
+    assert snap.key_label is not None and _clean(snap.key_label)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 500])
+def test_an_api_error_message_loses_its_control_characters(status: int) -> None:
+    said = f"{ESCAPES}screen cleared"
+    fake = FakeOpenRouter(key=error(status, said), auth_key=error(404, said))
+    with pytest.raises(FetchError) as info:
+        fetch(fake, credit_retry_attempts=1)
+    assert _clean(str(info.value)) and "screen cleared" in str(info.value)
+
+
+def test_a_key_echoed_with_a_zero_width_character_inside_is_still_masked() -> None:
+    hidden = f"{API_KEY[:10]}\u200b{API_KEY[10:]}"
+    with pytest.raises(KeyRejected) as info:
+        fetch(FakeOpenRouter(key=error(401, f"bad key {hidden}")))
+    assert API_KEY not in str(info.value) and "bad key ***" in str(info.value)

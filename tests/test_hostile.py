@@ -1,0 +1,126 @@
+"""Hostile data from the API, end to end: what a person, a subscriber and a channel receive.
+
+The simulator answers whatever it is told (raw `/keys` items, error messages, repeated
+pages); the CLI runs as a subprocess and the worker is the session's real Celery worker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from credit_tasks import check_credits
+from credit_tasks.simulator import Simulator
+
+from .conftest import run_cli, service_env, wait_for
+from .receiver import Receiver
+
+# clears the screen, retitles the terminal, colours red (C1 CSI), backspaces over text,
+# deletes, reverses the rest (RLO), and isolates and marks it (LRI, RLM, ZWSP)
+ESCAPES = "\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\x08\x7f\u202e\u2066\u200f\u200b"
+
+
+def evil_item(key_hash: str = "evil-hash", **fields: Any) -> dict[str, Any]:
+    """A capped `/keys` item nearly used up, whose every text carries escape codes."""
+    item = {
+        "hash": f"{key_hash}{ESCAPES}",
+        "name": f"{ESCAPES}CLEARED{'x' * 40}{ESCAPES}",
+        "label": f"sk-or-v1-abc...123{ESCAPES}{'y' * 30}",
+        "disabled": False,
+        "limit": 10.0,
+        "limit_remaining": 0.1,
+        "limit_reset": f"monthly{ESCAPES}",
+        "usage": 9.9,
+    }
+    return item | fields
+
+
+def printable(text: str) -> bool:
+    """Every line prints as text: no control, bidi or zero-width character on any of them."""
+    return all(line.isprintable() for line in text.split("\n"))
+
+
+def strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+@pytest.fixture
+def env(sim: Simulator, redis_server: str, redis_url: str) -> dict[str, str]:
+    sim.set_account(total_credits=81.0, total_usage=1.0)
+    return service_env(sim, redis_server)
+
+
+def test_no_escape_code_from_the_api_reaches_check_keys_or_status(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    sim.add_raw_key_item(evil_item())
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert 'alert critical: OpenRouter key "[2J[H]0;owned31mCLEARED' in done.stdout
+    keys = run_cli(env, "keys", cwd=tmp_path)
+    status = run_cli(env, "status", cwd=tmp_path)
+    as_json = run_cli(env, "keys", "--json", cwd=tmp_path)
+    for shown in (done, keys, status, as_json):
+        assert printable(shown.stdout + shown.stderr), shown.stdout
+    assert all(printable(s) for s in strings(json.loads(as_json.stdout)))
+    # the table cuts the name at 32 and the label at 22, each cut marked
+    row = next(line for line in keys.stdout.splitlines() if "CLEARED" in line)
+    name, label = row[:32], row[34:56]
+    assert name.endswith("…") and label.endswith("…") and label.startswith("sk-or-v1-abc...123")
+
+
+def test_an_api_error_message_reaches_stderr_and_status_without_its_escape_codes(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    sim.inject("status", status=400, path="/key", message=f"{ESCAPES}screen gone")
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stderr.startswith("credit-monitor: OpenRouter answered 400 ")
+    assert "screen gone" in done.stderr and printable(done.stderr)
+    status = run_cli(env, "status", cwd=tmp_path)
+    assert "Last error: OpenRouter answered 400 " in status.stdout
+    assert printable(status.stdout + status.stderr)
+
+
+def _published(pubsub: Any, wait_s: float = 1.0) -> list[dict[str, Any]]:
+    out = []
+    while (msg := pubsub.get_message(timeout=wait_s)) is not None:
+        if msg["type"] == "message":
+            out.append(json.loads(msg["data"]))
+    return out
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_worker_publishes_and_sends_alerts_without_escape_codes(
+    sim: Simulator, rdb: redis.Redis, worker_receiver: Receiver
+) -> None:
+    sim.set_account(total_credits=81.0, total_usage=1.0)
+    sim.add_raw_key_item(evil_item())
+    pubsub = rdb.pubsub()
+    pubsub.subscribe("openrouter-alerts")
+    wait_for(lambda: pubsub.get_message(timeout=0.1), what="the subscription")
+    result = check_credits.delay().get(timeout=30)
+    [alert] = result["alerts"]
+    wait_for(
+        lambda: rdb.hget(f"openrouter:alerts:{alert['id']}", "channels_ok"),
+        what="the alert to reach the Apprise channel",
+    )
+    [message] = _published(pubsub)
+    pubsub.close()
+    assert message["key_name"].startswith("[2J[H]0;owned31mCLEARED")
+    assert message["subject"] == "key:evil-hash[2J[H]0;owned31m"
+    [(_, post)] = worker_receiver.posts
+    for text in strings(message) + strings(post) + strings(result):
+        assert printable(text), text
+    stored = rdb.hgetall(f"openrouter:alerts:{alert['id']}")
+    assert all(printable(value) for value in stored.values())
