@@ -83,20 +83,27 @@ class Notice:
     resolves: AlertType | None = None
 
 
+def cents(usd: float) -> int:
+    """Dollars as whole cents, rounded as the messages show them: `$10.00` is 1000."""
+    return int(f"{usd:.2f}".replace(".", ""))
+
+
 def classify(remaining_usd: float, previous: Status, th: Thresholds) -> Status:
     """Status of a known balance; leaving a state needs the threshold plus the margin.
 
-    Nothing left, or less (an overspent key), is critical whatever the thresholds.
+    Nothing left, or less (an overspent key), is critical whatever the thresholds. Figures
+    are compared in cents, so 20.4 - 10.4 is $10.00 and not below a $10 line.
     """
-    crit_exit = th.critical_usd * (1 + th.recovery_margin)
-    warn_exit = th.warning_usd * (1 + th.recovery_margin)
-    if remaining_usd <= 0 or remaining_usd < th.critical_usd:
+    left = cents(remaining_usd)
+    crit_exit = cents(th.critical_usd * (1 + th.recovery_margin))
+    warn_exit = cents(th.warning_usd * (1 + th.recovery_margin))
+    if left <= 0 or left < cents(th.critical_usd):
         return Status.CRITICAL
-    if previous is Status.CRITICAL and remaining_usd < crit_exit:
+    if previous is Status.CRITICAL and left < crit_exit:
         return Status.CRITICAL
-    if remaining_usd < th.warning_usd:
+    if left < cents(th.warning_usd):
         return Status.WARNING
-    if previous in (Status.WARNING, Status.CRITICAL) and remaining_usd < warn_exit:
+    if previous in (Status.WARNING, Status.CRITICAL) and left < warn_exit:
         return Status.WARNING
     return Status.OK
 

@@ -1,4 +1,5 @@
-"""Hostile data from the API, end to end: what a person, a subscriber and a channel receive.
+"""Hostile data and careless settings, end to end: what a person, a subscriber and a channel
+receive.
 
 The simulator answers whatever it is told (raw `/keys` items, error messages, repeated
 pages); the CLI runs as a subprocess and the worker is the session's real Celery worker.
@@ -124,3 +125,80 @@ def test_the_worker_publishes_and_sends_alerts_without_escape_codes(
         assert printable(text), text
     stored = rdb.hgetall(f"openrouter:alerts:{alert['id']}")
     assert all(printable(value) for value in stored.values())
+
+
+@pytest.mark.parametrize(
+    ("settings", "setup", "code", "line"),
+    [
+        pytest.param(
+            {"CREDIT_CRITICAL_THRESHOLD": "0"},
+            lambda sim: sim.inject("status", status=402, path="/key"),
+            2,
+            "CREDITS CRITICAL - $0.00 left (payment required)",
+            id="a 402 at a critical threshold of 0",
+        ),
+        pytest.param(
+            {"CREDIT_WARNING_THRESHOLD": "1", "CREDIT_CRITICAL_THRESHOLD": "0"},
+            lambda sim: sim.set_account(total_credits=10.0, total_usage=10.0),
+            2,
+            "CREDITS CRITICAL - $0.00 left (account)",
+            id="nothing left at a critical threshold of 0",
+        ),
+        pytest.param(
+            {},
+            lambda sim: sim.set_account(total_credits=20.4, total_usage=10.4),
+            0,
+            "CREDITS OK - $10.00 left (account)",
+            id="20.4 - 10.4 at a $10 line",
+        ),
+    ],
+)
+def test_the_line_is_drawn_as_the_money_reads(
+    sim: Simulator,
+    redis_server: str,
+    redis_url: str,
+    tmp_path: Path,
+    settings: dict[str, str],
+    setup: Any,
+    code: int,
+    line: str,
+) -> None:
+    setup(sim)
+    done = run_cli(service_env(sim, redis_server, **settings), "check", cwd=tmp_path)
+    assert done.returncode == code, done.stdout + done.stderr
+    assert done.stdout.startswith(line)
+
+
+def test_a_used_up_key_is_critical_at_a_key_critical_percent_of_0(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    sim.add_key("sk-or-v1-used-up", name="Used up", limit=10.0, usage=10.0)
+    sim.add_key("sk-or-v1-a-cent", name="A cent", limit=10.0, usage=9.99)
+    env = env | {"CREDIT_KEY_CRITICAL_PERCENT": "0"}
+    done = run_cli(env, "check", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the account is fine
+    rows = {
+        r["name"]: r["status"]
+        for r in json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)
+    }
+    assert (rows["Used up"], rows["A cent"]) == ("critical", "warning")
+
+
+def test_a_key_at_its_line_in_cents_is_ok(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    sim.add_key("sk-or-v1-at-the-line", name="At the line", limit=20.4, usage=16.32)
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    [row] = [
+        r
+        for r in json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)
+        if r["name"] == "At the line"
+    ]
+    assert row["status"] == "ok"  # $4.08 left at 20% of $20.40, not "below $4.08"
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_worker_reads_20_4_less_10_4_as_ten_dollars_and_ok(sim: Simulator) -> None:
+    sim.set_account(total_credits=20.4, total_usage=10.4)
+    result = check_credits.delay().get(timeout=30)
+    assert (result["status"], result["alerts"]) == ("ok", [])
