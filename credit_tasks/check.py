@@ -196,6 +196,7 @@ class _Seen:
     unreadable: list[str] = field(default_factory=list)  # /keys items that could not be read
     keys_error: str | None = None
     error: FetchError | None = None
+    keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
 
 
 def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
@@ -208,7 +209,15 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         keys_error = f"keys not checked: {reading.keys_error}"
         log.warning("%s", keys_error)
         return _Seen(reading.snapshot, keys_error=keys_error)
-    return _Seen(reading.snapshot, reading.listing.keys, reading.listing.unreadable)
+    listing = reading.listing
+    if listing.note:
+        log.warning("%s", listing.note)
+    return _Seen(
+        reading.snapshot,
+        listing.keys,
+        listing.unreadable,
+        keys_note=listing.note,
+    )
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
@@ -308,7 +317,8 @@ def _result(
     snapshot = seen.snapshot
     assert snapshot is not None
     note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
-    for more in (seen.keys_error, seen.unreadable and unreadable_note(seen.unreadable)):
+    unreadable = seen.unreadable and unreadable_note(seen.unreadable)
+    for more in (seen.keys_error, unreadable, seen.keys_note):
         if more:
             note = f"{note}; {more}" if note else more
     status = decision.status

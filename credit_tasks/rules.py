@@ -336,7 +336,20 @@ def subjects_of(observed: Observation) -> list[Subject]:
     if observed.failure is not None:
         return [ACCOUNT]
     subjects = [ACCOUNT, RUNWAY] if observed.remaining_usd is not None else []
-    return subjects + [Subject.key(k.hash) for k in observed.keys if k.capped]
+    return subjects + [Subject.key(k.hash) for k in distinct(observed.keys) if k.capped]
+
+
+def distinct(keys: tuple[KeyFigures, ...]) -> list[KeyFigures]:
+    """One figure per hash, in first-seen order: of two copies, the one with less left."""
+    chosen: dict[str, KeyFigures] = {}
+    for key in keys:
+        kept = chosen.get(key.hash)
+        if kept is None or (
+            key.remaining_usd is not None
+            and (kept.remaining_usd is None or key.remaining_usd < kept.remaining_usd)
+        ):
+            chosen[key.hash] = key
+    return list(chosen.values())
 
 
 @dataclass(frozen=True)
@@ -360,6 +373,8 @@ def decide(
     statuses: dict[Subject, Status] = {}
     dues: list[Due] = []
     for judged in _judge(observed, states, policy):
+        if judged.subject in next_states:
+            continue  # one judgement, so at most one alert of a type, per subject per check
         previous = states.get(judged.subject, AlertState())
         state, notices = evaluate(previous, judged.status, now, policy.cooldown_s)
         next_states[judged.subject] = state
@@ -413,7 +428,7 @@ def _judge(
             )
             judged.append(_Judged(RUNWAY, status, about, th, threshold_hours=hours))
     percents = (policy.key_warning_percent, policy.key_critical_percent)
-    for key in observed.keys:
+    for key in distinct(observed.keys):
         if key.limit_usd is None or key.remaining_usd is None:
             continue
         subject = Subject.key(key.hash)

@@ -440,3 +440,42 @@ def test_an_unreadable_key_joins_the_unknown_balance_hint(
     result = check(settings, store, T0)
     assert result.status is Status.UNKNOWN
     assert result.note == f"{UNKNOWN_BALANCE_HINT}; 1 key unreadable: item 1 of page 1"
+
+
+def _item(key_hash: str, **fields: Any) -> dict[str, Any]:
+    """A /keys item as the API sends it, capped at $10 with $9 left unless told otherwise."""
+    item = {"hash": key_hash, "name": f"key {key_hash}", "label": "sk-or-v1-abc...123"}
+    return item | {"disabled": False, "limit": 10.0, "limit_remaining": 9.0, "usage": 1.0} | fields
+
+
+def test_a_server_that_ignores_offset_costs_two_pages_one_alert_and_a_note(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    page = [_item("low", limit_remaining=0.1), *(_item(f"h{i}") for i in range(100))]
+    sim.inject("data", path="/keys", data=page, times=1000)  # the same 101 items, always
+    result = check(settings, store, T0)
+    assert sim.requests()["/keys"] == 2
+    assert [(a.subject, a.type) for a in result.alerts] == [("key:low", AlertType.CRITICAL)]
+    assert len(result.keys) == 101
+    assert result.note == (
+        "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
+    )
+    assert result.as_dict()["note"] == result.note
+
+
+def test_two_copies_of_a_key_that_disagree_alert_once_and_show_the_copy_with_less_left(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    low, fine = _item("twin", limit_remaining=0.1), _item("twin", limit_remaining=9.0)
+    sent = []
+    for n in range(4):  # past the cooldown too
+        pair = [low, fine] if n % 2 else [fine, low]
+        sim.inject("data", path="/keys", data=pair)
+        result = check(settings, store, T0 + timedelta(hours=n * 0.4))
+        sent += [a.type for a in result.alerts]
+        assert result.note == "1 duplicate /keys item ignored"
+    assert sent == [AlertType.CRITICAL, AlertType.CRITICAL]  # the first, then once per cooldown
+    [row] = store.keys_table()
+    assert (row["remaining_usd"], row["status"]) == (0.1, "critical")

@@ -731,3 +731,55 @@ def test_a_key_echoed_with_a_zero_width_character_inside_is_still_masked() -> No
     with pytest.raises(KeyRejected) as info:
         fetch(FakeOpenRouter(key=error(401, f"bad key {hidden}")))
     assert API_KEY not in str(info.value) and "bad key ***" in str(info.value)
+
+
+def test_a_server_that_repeats_its_page_is_asked_twice_and_each_key_counted_once() -> None:
+    page = {"data": [keys_item(f"h{i}") for i in range(101)]}  # more than a page, every time
+    fake = FakeOpenRouter(keys=ok(page))
+    listing = list_keys(fake)
+    assert len(fake.requests) == 2
+    assert [k.hash for k in listing.keys] == [f"h{i}" for i in range(101)]
+    assert listing.note == (
+        "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
+    )
+    assert listing.complete is False  # keys past the repeat may exist: none is pruned
+
+
+def test_a_hash_listed_twice_counts_once_with_the_copy_that_has_less_left() -> None:
+    for first, second in ((9.0, 0.1), (0.1, 9.0)):  # whatever their order
+        items = [
+            keys_item("twin", limit=10, limit_remaining=first),
+            keys_item("other"),
+            keys_item("twin", limit=10, limit_remaining=second),
+        ]
+        listing = list_keys(FakeOpenRouter(keys=ok({"data": items})))
+        assert [(k.hash, k.remaining_usd) for k in listing.keys] == [
+            ("twin", 0.1),
+            ("other", 10.0),
+        ]
+        assert listing.note == "1 duplicate /keys item ignored"
+        assert listing.complete is True
+
+
+def test_a_hash_on_two_pages_counts_once_and_the_listing_goes_on() -> None:
+    page1 = {"data": [keys_item(f"h{i}") for i in range(100)]}
+    page2 = {"data": [keys_item("h0"), keys_item("h99"), keys_item("new")]}
+    listing = list_keys(FakeOpenRouter(keys=[ok(page1), ok(page2)]))
+    assert len(listing.keys) == 101 and listing.keys[-1].hash == "new"
+    assert listing.note == "2 duplicate /keys items ignored"
+
+
+def test_a_listing_that_never_ends_stops_at_the_page_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("credit_tasks.client.MAX_KEY_PAGES", 3)
+    pages = [ok({"data": [keys_item(f"p{p}-{i}") for i in range(100)]}) for p in range(5)]
+    fake = FakeOpenRouter(keys=pages)
+    listing = list_keys(fake)
+    assert len(fake.requests) == 3 and len(listing.keys) == 300
+    assert listing.note == "/keys went on past 3 pages: listing stopped there"
+    assert listing.complete is False
+
+
+def test_a_skipped_item_without_a_hash_leaves_the_listing_incomplete() -> None:
+    named = list_keys(FakeOpenRouter(keys=ok({"data": [{"hash": "h", "usage": "x"}]})))
+    unnamed = list_keys(FakeOpenRouter(keys=ok({"data": [{"usage": "x"}]})))
+    assert (named.complete, unnamed.complete) == (True, False)

@@ -202,3 +202,46 @@ def test_the_worker_reads_20_4_less_10_4_as_ten_dollars_and_ok(sim: Simulator) -
     sim.set_account(total_credits=20.4, total_usage=10.4)
     result = check_credits.delay().get(timeout=30)
     assert (result["status"], result["alerts"]) == ("ok", [])
+
+
+STOPPED = "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
+
+
+def repeating_server(sim: Simulator) -> None:
+    """/keys ignores offset: the same 101 items, one of them nearly used up, on every page."""
+    page = [evil_item("low", name="Low", label="sk-or-v1-low...w")]
+    page += [evil_item(f"h{i}", name=f"k{i}", limit_remaining=9.0) for i in range(100)]
+    sim.inject("data", path="/keys", data=page, times=1000)
+
+
+def test_a_server_that_ignores_offset_gives_the_command_one_alert_and_a_note(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    repeating_server(sim)
+    done = run_cli(env, "check", "--json", cwd=tmp_path)
+    result = json.loads(done.stdout)
+    assert [a["type"] for a in result["alerts"]] == ["critical"]
+    assert result["note"] == STOPPED
+    assert result["keys"]["checked"] == 101
+    assert sim.requests()["/keys"] == 2
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_server_that_ignores_offset_gives_the_worker_one_alert_and_a_note(
+    sim: Simulator, rdb: redis.Redis
+) -> None:
+    sim.set_account(total_credits=81.0, total_usage=1.0)
+    repeating_server(sim)
+    pubsub = rdb.pubsub()
+    pubsub.subscribe("openrouter-alerts")
+    wait_for(lambda: pubsub.get_message(timeout=0.1), what="the subscription")
+    result = check_credits.delay().get(timeout=30)
+    assert result["note"] == STOPPED
+    [alert] = result["alerts"]
+    wait_for(
+        lambda: rdb.hget(f"openrouter:alerts:{alert['id']}", "delivered_at"),
+        what="the alert to be delivered",
+    )
+    assert [m["id"] for m in _published(pubsub)] == [alert["id"]]
+    pubsub.close()
+    assert sim.requests()["/keys"] == 2
