@@ -197,6 +197,7 @@ class _Seen:
     keys_error: str | None = None
     error: FetchError | None = None
     keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
+    keys_complete: bool = False  # every key of the account is named: stale states can go
 
 
 def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
@@ -217,6 +218,7 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         listing.keys,
         listing.unreadable,
         keys_note=listing.note,
+        keys_complete=listing.complete,
     )
 
 
@@ -289,12 +291,17 @@ def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetim
         keys = {row.key.hash: row.as_dict() for row in _key_rows(seen.keys, decision)}
     # None when the keys were not listed: the last listing's unreadable keys stand
     unreadable = seen.unreadable if seen.keys is not None else None
+    # a listing that named every key lets the states of deleted or disabled keys go
+    keep = None
+    if seen.keys is not None and seen.keys_complete:
+        keep = sorted({k.hash for k in seen.keys} | set(seen.unreadable))
     return Commit.success(
         now,
         decision.status.value,
         seen.snapshot.as_dict() | extra,
         keys=keys,
         unreadable=unreadable,
+        keep_keys=keep,
     )
 
 

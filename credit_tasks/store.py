@@ -37,6 +37,7 @@ _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has 
 # The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
 # Sentinel, which is what the monitor supports (not Cluster).
 _COMMIT = """
+local CHUNK = 1000  -- fields per HDEL: unpack() has a limit
 local plan = cjson.decode(ARGV[2])
 for _, c in ipairs(plan.cas) do
   if (redis.call('HGET', KEYS[1], c[1]) or '') ~= c[2] then return 0 end
@@ -48,6 +49,17 @@ local function run(cmd)
 end
 for _, c in ipairs(plan.cas) do run({'HSET', KEYS[1], c[1], c[3]}) end
 for _, cmd in ipairs(plan.cmds) do run(cmd) end
+if plan.keep then
+  -- the states of keys the account no longer lists (deleted or disabled): one HKEYS, O(states)
+  local keep, gone = {}, {}
+  for _, h in ipairs(plan.keep) do keep['key:' .. h] = true end
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(f, 1, 4) == 'key:' and not keep[f] then gone[#gone + 1] = f end
+  end
+  for i = 1, #gone, CHUNK do
+    run({'HDEL', KEYS[1], unpack(gone, i, math.min(i + CHUNK - 1, #gone))})
+  end
+end
 local p = plan.point
 if p then
   local reply = redis.pcall('XADD', p[1], 'MINID', '~', p[2], p[3], unpack(p, 4))
@@ -111,6 +123,9 @@ class Commit:
     point: dict[str, str] | None = None  # its timeline entry
     keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
     unreadable: list[str] | None = None  # /keys items not read; None leaves the last list
+    # the hashes of every key the account has; the states of other keys are deleted.
+    # None prunes nothing (the keys were not listed, or not to their end)
+    keep_keys: list[str] | None = None
     error: str | None = None  # a failed check's reason
 
     @classmethod
@@ -279,6 +294,8 @@ class Store:
             if raw != before:
                 cas.append([str(subject), before or "", raw])
         plan: dict[str, Any] = {"cas": cas, "cmds": self._commands(change)}
+        if change.keep_keys is not None:
+            plan["keep"] = change.keep_keys
         if change.point is not None:
             plan["point"] = self._point_command(change)
         keys = [self.keys.alert_state, self.keys.check_lock]
