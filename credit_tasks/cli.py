@@ -21,13 +21,14 @@ from .check import EXIT_CODES, CheckResult, run_check
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
-from .settings import Settings, load_settings
+from .settings import MAX_RETENTION_DAYS, Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
 from .text import cut, duration, money, plain
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
 NAME_WIDTH, LABEL_WIDTH = 32, 22  # the keys table's columns
+MAX_HISTORY_HOURS = MAX_RETENTION_DAYS * 24
 
 
 def _money(value: object) -> str:
@@ -304,8 +305,11 @@ def _positive_hours(text: str) -> float:
         hours = float(text)
     except ValueError:
         hours = -1.0
-    if not 0 < hours < float("inf"):
-        raise argparse.ArgumentTypeError(f"HOURS must be a number > 0, not {text!r}")
+    # no history is kept longer than the longest retention; beyond it the clock overflows
+    if not 0 < hours <= MAX_HISTORY_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"HOURS must be a number > 0 and up to {MAX_HISTORY_HOURS:g} (ten years), not {text!r}"
+        )
     return hours
 
 

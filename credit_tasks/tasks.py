@@ -134,5 +134,8 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
 def credit_history(hours: float = 24) -> dict[str, object]:
     """History points of the last `hours`, oldest first, with their summary."""
     end = datetime.now(UTC)
-    points = runtime().store.history(end - timedelta(hours=float(hours)), end)
-    return history.report(float(hours), points)
+    rt = runtime()
+    # nothing older than the retention is kept, and the clock cannot go back 1e20 hours
+    hours = min(float(hours), rt.settings.retention_s / 3600)
+    points = rt.store.history(end - timedelta(hours=hours), end)
+    return history.report(hours, points)
