@@ -30,6 +30,10 @@ MAX_ATTEMPTS = 20
 # What each setting allows, for the one-line refusal.
 _ALLOWED = {
     "openrouter_base_url": "an http:// or https:// URL, e.g. https://openrouter.ai/api/v1",
+    "openrouter_base_url:credentials": (
+        "a URL without a user name or password (the key goes in OPENROUTER_API_KEY), "
+        "e.g. https://openrouter.ai/api/v1"
+    ),
     "redis_url": "a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0",
     "celery_broker_url": "a broker URL such as redis://localhost:6379/0",
     "celery_result_backend": "a result backend URL such as redis://localhost:6379/0",
@@ -150,6 +154,9 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("not an http(s) URL")
+        # httpx would send them as Basic auth instead of the Bearer key: every check would fail
+        if "@" in parts.netloc:
+            raise ValueError("credentials")
         return value.rstrip("/")
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
@@ -221,6 +228,10 @@ def _one_line(exc: ValidationError) -> str:
     name = field.upper()
     value = err.get("input")
     allowed = _ALLOWED.get(field, "a valid value")
+    if field == "openrouter_base_url" and "credentials" in str(err.get("msg", "")):
+        # the user name may be a secret as much as the password: neither is shown
+        value = urlunsplit(urlsplit(str(value))._replace(netloc=f"***@{_host(str(value))}"))
+        allowed = _ALLOWED["openrouter_base_url:credentials"]
     if field in _SECRET_FIELDS:
         shown = ""
     elif field in _URL_FIELDS and isinstance(value, str):
@@ -228,6 +239,10 @@ def _one_line(exc: ValidationError) -> str:
     else:
         shown = f"={value!r}"
     return f"{name}{shown} is invalid: set it to {allowed}"
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.rpartition("@")[2]
 
 
 def _safe_redact(url: str) -> str:

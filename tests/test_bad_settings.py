@@ -76,6 +76,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("CREDIT_ALERT_COOLDOWN_HOURS", "1e308", "CREDIT_ALERT_COOLDOWN_HOURS='1e308' is invalid"),
     ("CREDIT_ALERT_COOLDOWN_HOURS", "1e13", "CREDIT_ALERT_COOLDOWN_HOURS='1e13' is invalid"),
     ("CREDIT_CHECK_INTERVAL_MINUTES", "0.001", "CREDIT_CHECK_INTERVAL_MINUTES='0.001' is invalid"),
+    (
+        "OPENROUTER_BASE_URL",
+        "http://alice:pw@h/api/v1",
+        "OPENROUTER_BASE_URL='http://***@h/api/v1'",
+    ),
 ]
 COMMANDS = [["check"], ["status"], ["history"], ["keys"]]
 
@@ -163,6 +168,13 @@ def test_the_real_command_says_a_bad_setting_in_one_line_and_exits_3(
             "1e308",
             "CREDIT_ALERT_COOLDOWN_HOURS='1e308' is invalid: set it to a number of hours "
             "from 0 to 8760 (a year), e.g. 1",
+        ),
+        (
+            "OPENROUTER_BASE_URL",
+            "http://alice:pw@127.0.0.1:1/api/v1",
+            "OPENROUTER_BASE_URL='http://***@127.0.0.1:1/api/v1' is invalid: set it to a URL "
+            "without a user name or password (the key goes in OPENROUTER_API_KEY), "
+            "e.g. https://openrouter.ai/api/v1",
         ),
     ],
 )

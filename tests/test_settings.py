@@ -193,6 +193,8 @@ def test_a_variable_set_to_empty_counts_as_unset(
         ("CREDIT_ALERT_RETRY_S", "1e308"),
         ("CREDIT_VISIBILITY_TIMEOUT_S", "1e308"),
         ("CREDIT_VISIBILITY_TIMEOUT_S", "0.5"),
+        ("OPENROUTER_BASE_URL", "http://alice:pw@openrouter.example/api/v1"),
+        ("OPENROUTER_BASE_URL", "https://alice@openrouter.example/api/v1"),
     ],
 )
 def test_an_invalid_value_is_refused_in_one_line_naming_the_variable(
@@ -342,3 +344,21 @@ def test_the_bounds_themselves_are_accepted(
 ) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(load_settings(), variable.lower()) == float(value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:s3cr3t-pw@openrouter.example/api/v1",
+        "https://alice.s3cr3t-pw@openrouter.example:8443/api/v1",
+        "https://:s3cr3t-pw@openrouter.example/api/v1",
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_showing_them(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    message = refusal(monkeypatch, OPENROUTER_BASE_URL=url)
+    assert message.startswith("OPENROUTER_BASE_URL='http")
+    assert "***@openrouter.example" in message
+    assert "without a user name or password" in message and "OPENROUTER_API_KEY" in message
+    assert "s3cr3t-pw" not in message and "alice" not in message
