@@ -87,6 +87,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings.require_api_key()
     with _open(settings) as rt:
         rt.channels_error  # noqa: B018  (a bad CREDIT_ALERT_URLS is said now, in one line)
+        if evicting := rt.store.eviction_warning():
+            print(f"{PROG}: {evicting}", file=sys.stderr)
         result = run_check(settings, rt.client, rt.store)
         for alert in result.alerts:
             notify.deliver_with_retries(
@@ -226,10 +228,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open(settings) as rt:
         current, monitoring = rt.store.current(), rt.store.monitoring_status()
         alerts = rt.store.recent_alerts(5)
+        warnings = [w for w in (rt.store.eviction_warning(),) if w]
     status = Status(current.get("status") or "unknown")
     if args.json:
-        print(json.dumps({"current": current, "monitoring": monitoring, "recent_alerts": alerts}))
+        answer = {"current": current, "monitoring": monitoring, "recent_alerts": alerts}
+        print(json.dumps(answer | {"warnings": warnings}))
         return EXIT_CODES[status]
+    for warning in warnings:
+        print(f"Warning:    {warning}")
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
         return 3

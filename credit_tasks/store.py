@@ -242,6 +242,25 @@ class Store:
         self.redis.ping()
 
     @_translated
+    def eviction_warning(self) -> str | None:
+        """One line when this Redis may evict what the monitor keeps; None when it may not,
+        or when it will not say (CONFIG refused, as on some managed services).
+
+        Asked once at start (worker, `check`) and by `status`, never on every check.
+        """
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError:
+            return None
+        if not policy or policy == "noeviction":
+            return None
+        return (
+            f"Redis at {self._where} has maxmemory-policy {policy}: it may evict the alert "
+            "state, so alerts repeat and resolutions are lost; use the 'noeviction' policy or "
+            "give credit_tasks a Redis instance or db of its own"
+        )
+
+    @_translated
     def claim(self, lock_ttl_s: float, scheduled_hold_s: float | None = None) -> Claim:
         """Take the check lock (and this interval's scheduled slot), in one round trip."""
         token = uuid.uuid4().hex

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
@@ -53,6 +53,19 @@ def use_runtime(new: Runtime | None) -> None:
 @worker_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     use_runtime(None)
+
+
+@worker_ready.connect
+def _warn_if_redis_evicts(**_: Any) -> None:
+    """Once per worker, at start: an evicting Redis loses the alert state between checks."""
+    try:
+        with Runtime(load_settings()) as rt:  # its own: the pool's children build theirs
+            warning = rt.store.eviction_warning()
+    except CreditTasksError as exc:  # Redis away at start: the checks will say so
+        log.debug("Redis eviction policy not checked: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
 
 
 @shared_task(name="credit_tasks.check_credits")

@@ -8,6 +8,7 @@ pages); the CLI runs as a subprocess and the worker is the session's real Celery
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import redis
 from credit_tasks import check_credits
 from credit_tasks.simulator import Simulator
 
-from .conftest import run_cli, service_env, wait_for
+from .conftest import BIN, run_cli, service_env, wait_for
 from .receiver import Receiver
 
 # clears the screen, retitles the terminal, colours red (C1 CSI), backspaces over text,
@@ -245,3 +246,63 @@ def test_a_server_that_ignores_offset_gives_the_worker_one_alert_and_a_note(
     assert [m["id"] for m in _published(pubsub)] == [alert["id"]]
     pubsub.close()
     assert sim.requests()["/keys"] == 2
+
+
+EVICTS = "has maxmemory-policy allkeys-lru: it may evict the alert state"
+
+
+@pytest.fixture
+def evicting(own_redis: Any, sim: Simulator) -> dict[str, str]:
+    """The environment of a command whose Redis evicts keys when memory runs short."""
+    server = own_redis("--maxmemory-policy", "allkeys-lru")
+    sim.set_account(total_credits=81.0, total_usage=1.0)
+    return service_env(sim, server.url())
+
+
+def test_check_and_status_say_in_one_line_when_redis_evicts(
+    evicting: dict[str, str], tmp_path: Path
+) -> None:
+    done = run_cli(evicting, "check", cwd=tmp_path)
+    assert done.returncode == 0  # a warning, not a failure
+    [line] = done.stderr.splitlines()
+    assert line.startswith("credit-monitor: Redis at redis://127.0.0.1:") and EVICTS in line
+    assert line.endswith(
+        "use the 'noeviction' policy or give credit_tasks a Redis instance or db of its own"
+    )
+    status = run_cli(evicting, "status", cwd=tmp_path)
+    assert status.stdout.splitlines()[0].startswith("Warning:    Redis at ")
+    assert EVICTS in status.stdout
+    answer = json.loads(run_cli(evicting, "status", "--json", cwd=tmp_path).stdout)
+    [warning] = answer["warnings"]
+    assert EVICTS in warning
+
+
+def test_a_redis_that_does_not_evict_brings_no_warning(env: dict[str, str], tmp_path: Path) -> None:
+    assert run_cli(env, "check", cwd=tmp_path).stderr == ""
+    assert json.loads(run_cli(env, "status", "--json", cwd=tmp_path).stdout)["warnings"] == []
+
+
+def test_a_worker_says_at_start_when_redis_evicts(evicting: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "credit_tasks", "worker", "--pool=solo",
+             "--without-gossip", "--without-mingle", "--hostname=evicting@%h"],
+            env=evicting, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: EVICTS in log.read_text(), timeout_s=30, what="the warning")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    text = log.read_text()
+    assert len([line for line in text.splitlines() if EVICTS in line]) == 1  # said once
+    assert "Traceback" not in text
+
+
+def test_a_redis_that_refuses_config_brings_no_warning_and_no_failure(
+    own_redis: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    server = own_redis("--rename-command", "CONFIG", "")  # as some managed services do
+    done = run_cli(service_env(sim, server.url()), "check", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
