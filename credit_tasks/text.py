@@ -4,14 +4,9 @@ cleaner for text that came from outside."""
 from __future__ import annotations
 
 import math
-import unicodedata
 
 UNKNOWN_AMOUNT = "an unknown amount"
 ELLIPSIS = "…"
-# controls (C0, C1, DEL), format characters (bidi overrides and isolates, zero-width marks),
-# lone surrogates and unassigned code points: none belongs in a name, and a terminal obeys
-# the first two (an unassigned one may be a control of a newer Unicode)
-_DROPPED = frozenset({"Cc", "Cf", "Cs", "Cn"})
 
 
 def money(value: object, missing: str = UNKNOWN_AMOUNT) -> str:
@@ -30,17 +25,17 @@ def duration(hours: float) -> str:
 
 
 def plain(text: str) -> str:
-    """`text` safe for a terminal and one line: no control, bidi or zero-width character, any
-    run of whitespace (newlines and tabs included) one space.
+    """`text` safe for a terminal and one line: printable characters only, any run of
+    whitespace (newlines and tabs included) one space.
 
-    JSON escaping is not enough: a subscriber prints what it decodes. `ESC[2J` loses its ESC
-    and stays as harmless text.
+    Gone are controls (C0, C1, DEL), format characters (bidi overrides and isolates,
+    zero-width marks), surrogates, private-use and unassigned code points: a terminal obeys
+    the first two, and JSON escaping is no help, as a subscriber prints what it decodes.
+    `ESC[2J` loses its ESC and stays as harmless text.
     """
     if not text.isprintable():
         text = "".join(
-            " " if ch.isspace() else ch
-            for ch in text
-            if ch.isspace() or unicodedata.category(ch) not in _DROPPED
+            " " if ch.isspace() else ch for ch in text if ch.isprintable() or ch.isspace()
         )
     return " ".join(text.split())
 
