@@ -18,10 +18,12 @@ from typing import NoReturn
 from . import history, notify
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check
+from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
 from .settings import MAX_RETENTION_DAYS, Settings, load_settings
+from .silences import ack_line, ack_row, held_note, silence_line, silence_row
 from .stack import add_parsers as add_stack_parsers
 from .text import cut, duration, money, plain
 
@@ -93,7 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for alert in result.alerts:
             notify.deliver_with_retries(
                 rt.store,
-                alert.as_dict(),
+                alert,
                 rt.channels,
                 attempts=settings.credit_alert_retry_attempts,
                 backoff_s=settings.credit_alert_retry_s,
@@ -105,6 +107,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(nagios_line(result, settings))
         for alert in result.alerts:
             print(f"alert {alert.type.value}: {alert.message}")
+        for alert in result.held:
+            print(f"held {alert.type.value} ({held_note(alert.as_dict())}): {alert.message}")
     if result.error:
         print(f"{PROG}: {result.error}", file=sys.stderr)
     return result.exit_code
@@ -225,14 +229,26 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
+    now = datetime.now(UTC)
     with _open(settings) as rt:
         current, monitoring = rt.store.current(), rt.store.monitoring_status()
         alerts = rt.store.recent_alerts(5)
+        silenced, acked = rt.store.silencing(now)
         warnings = [w for w in (rt.store.eviction_warning(),) if w]
     status = Status(current.get("status") or "unknown")
     if args.json:
-        answer = {"current": current, "monitoring": monitoring, "recent_alerts": alerts}
-        print(json.dumps(answer | {"warnings": warnings}))
+        print(
+            json.dumps(
+                {
+                    "current": current,
+                    "monitoring": monitoring,
+                    "recent_alerts": alerts,
+                    "silences": [silence_row(s, now) for s in silenced],
+                    "acks": [ack_row(a) for a in acked],
+                    "warnings": warnings,
+                }
+            )
+        )
         return EXIT_CODES[status]
     for warning in warnings:
         print(f"Warning:    {warning}")
@@ -257,15 +273,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Last error: {plain(monitoring['last_error'])}")
     if monitoring.get("unreadable_keys"):
         print(f"Unreadable keys: {plain(monitoring['unreadable_keys'].replace(',', ', '))}")
+    for title, lines in (
+        ("Silences:", [silence_line(s, now) for s in silenced]),
+        ("Acknowledged:", [ack_line(a) for a in acked]),
+    ):
+        if lines:
+            print(title)
+            print("\n".join(f"  {line}" for line in lines))
     if alerts:
         print("Recent alerts:")
         for a in alerts:
-            pending = "" if a.get("delivered_at") else "  (not delivered yet)"
+            held = held_note(a)
+            pending = f"  ({held})" if held else ""
+            if not held and not a.get("delivered_at"):
+                pending = "  (not delivered yet)"
             if a.get("delivery_error"):
                 pending += f"  (delivery failed: {plain(a['delivery_error'])})"
             print(
                 f"  {plain(a.get('timestamp', ''))[:19]}  {plain(a.get('type', '')):<8} "
-                f"{plain(a.get('message', ''))}{pending}"
+                f"{plain(a.get('id', ''))}  {plain(a.get('message', ''))}{pending}"
             )
     return EXIT_CODES[status]
 
@@ -295,12 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print one JSON object")
     hist.add_argument("--rows", type=int, default=24, help="table rows at most (default 24)")
     hist.set_defaults(func=cmd_history)
-    status = sub.add_parser("status", help="the current snapshot and monitoring status")
+    status = sub.add_parser(
+        "status", help="the current snapshot, monitoring status, silences, acks and recent alerts"
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
     keys = sub.add_parser("keys", help="every key of the account, least remaining first")
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
+    add_silence_parsers(sub)  # silence, ack
     add_stack_parsers(sub)  # demo, run
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser

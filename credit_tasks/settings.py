@@ -59,6 +59,8 @@ _ALLOWED = {
     "credit_runway_warning_hours": (
         "a number of hours from 0 (runway alerts off) to 8760 (a year), e.g. 48"
     ),
+    "credit_inhibit_when_account_critical": "true or false (false: key and runway alerts go out "
+    "while the account is critical too)",
     "credit_retry_attempts": "a whole number from 1 to 20, e.g. 4",
     "credit_retry_budget_s": "a number of seconds > 0 and up to 3600, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
@@ -116,6 +118,8 @@ class Settings(BaseSettings):
     credit_key_critical_percent: float = Field(5.0, ge=0, le=100)
     credit_burn_window_hours: float = Field(24.0, gt=0, le=YEAR_H)
     credit_runway_warning_hours: float = Field(48.0, ge=0, le=YEAR_H)
+    # while the account is critical or out of money, its alert stands for the keys' and runway's
+    credit_inhibit_when_account_critical: bool = True
 
     credit_http_timeout_s: float = Field(10.0, gt=0, le=600)
     credit_retry_attempts: int = Field(4, ge=1, le=MAX_ATTEMPTS)

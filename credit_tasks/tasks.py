@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
 from . import history, notify
+from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
 from .runtime import Runtime
@@ -86,28 +87,28 @@ def check_credits(scheduled: bool = False, interval_s: float | None = None) -> d
         log.error("check_credits failed: %s", exc)
         return {"status": "unknown", "checked_at": now.isoformat(), "error": str(exc)}
     for alert in result.alerts:
-        _dispatch(alert.as_dict())
+        _dispatch(alert)
     return result.as_dict()
 
 
-def _dispatch(alert: dict[str, Any]) -> None:
+def _dispatch(alert: Alert) -> None:
     """Queue `send_alert`; when the broker refuses, deliver here: the alert is committed."""
     try:
-        send_alert.delay(alert)
+        send_alert.delay(alert.as_dict())  # the one place an alert becomes a dict
         return
     except OperationalError:
         # its text may name the broker URL; the cooldown would otherwise swallow this alert
-        log.error("send_alert not queued (broker unreachable): delivering %s here", alert["id"])
+        log.error("send_alert not queued (broker unreachable): delivering %s here", alert.id)
     try:
         rt = runtime()
         outcome = _deliver(rt, alert)
         if outcome.failed:  # no queue to retry through: say so on the record
             notify.give_up(rt.store, alert, outcome.failed, attempts=1)
     except CreditTasksError as exc:
-        log.error("alert %s could not be delivered: %s", alert["id"], exc)
+        log.error("alert %s could not be delivered: %s", alert.id, exc)
 
 
-def _deliver(rt: Runtime, alert: dict[str, Any]) -> notify.Outcome:
+def _deliver(rt: Runtime, alert: Alert) -> notify.Outcome:
     return notify.deliver(rt.store, alert, rt.channels, channels_error=rt.channels_error)
 
 
@@ -121,12 +122,17 @@ def _deliver(rt: Runtime, alert: dict[str, Any]) -> notify.Outcome:
     retry_backoff_max=RETRY_MAX_S,
     max_retries=8,
 )
-def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
+def send_alert(self: Task, data: dict[str, Any]) -> dict[str, object]:
     """Publish one alert and send it to the Apprise channels; each gets it once.
 
     A redelivered or retried task does not publish again, and a retry after a channel
     failed sends only to the channels that failed.
     """
+    try:
+        alert = Alert.from_dict(data)
+    except ValueError as exc:  # sent by hand, or by another version: say so, do not retry
+        log.error("send_alert refused its argument: %s", exc)
+        return {"id": data.get("id") if isinstance(data, dict) else None, "error": str(exc)}
     rt = runtime()
     outcome = _deliver(rt, alert)
     if outcome.failed:
@@ -136,8 +142,8 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
             raise self.retry(countdown=delay_s, max_retries=attempts)
         notify.give_up(rt.store, alert, outcome.failed, attempts)
     return {
-        "id": alert.get("id"),
-        "type": alert.get("type"),
+        "id": alert.id,
+        "type": alert.type.value,
         "delivered": outcome.published,
         "channels_failed": len(outcome.failed),
     }

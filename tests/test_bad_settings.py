@@ -82,7 +82,7 @@ ROWS: list[tuple[str, str, str]] = [
         "OPENROUTER_BASE_URL='http://***@h/api/v1'",
     ),
 ]
-COMMANDS = [["check"], ["status"], ["history"], ["keys"]]
+COMMANDS = [["check"], ["status"], ["history"], ["keys"], ["silence", "list"]]
 
 
 @pytest.fixture

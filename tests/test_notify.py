@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 import redis
 
 from credit_tasks import check_credits, notify
+from credit_tasks.alerts import Alert
 from credit_tasks.channels import load_channels
+from credit_tasks.rules import AlertType, Status
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
 
@@ -171,7 +174,16 @@ def test_the_in_process_retries_never_wait_more_than_two_minutes_at_a_time(
 ) -> None:
     receiver.fail_next(100)
     [channel] = load_channels(receiver.url("/down"))
-    alert = {"id": "capped-backoff", "type": "warning", "subject": "account", "message": "low"}
+    alert = Alert(
+        id="capped-backoff",
+        type=AlertType.WARNING,
+        subject="account",
+        status=Status.WARNING,
+        remaining_usd=8.0,
+        threshold_usd=10.0,
+        message="low",
+        timestamp=datetime.now(UTC),
+    )
     waits: list[float] = []
     notify.deliver_with_retries(
         store, alert, [channel], attempts=20, backoff_s=2, sleep=waits.append
