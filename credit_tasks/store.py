@@ -53,14 +53,18 @@ end
 for _, c in ipairs(plan.cas) do run({'HSET', KEYS[1], c[1], c[3]}) end
 for _, cmd in ipairs(plan.cmds) do run(cmd) end
 if plan.keep then
-  -- the states of keys the account no longer lists (deleted or disabled): one HKEYS, O(states)
-  local keep, gone = {}, {}
+  -- the states and acks of keys the account no longer lists (deleted or disabled):
+  -- one HKEYS per hash, O(subjects)
+  local keep = {}
   for _, h in ipairs(plan.keep) do keep['key:' .. h] = true end
-  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(f, 1, 4) == 'key:' and not keep[f] then gone[#gone + 1] = f end
-  end
-  for i = 1, #gone, CHUNK do
-    run({'HDEL', KEYS[1], unpack(gone, i, math.min(i + CHUNK - 1, #gone))})
+  for _, hash in ipairs(plan.prune_in) do
+    local gone = {}
+    for _, f in ipairs(redis.call('HKEYS', hash)) do
+      if string.sub(f, 1, 4) == 'key:' and not keep[f] then gone[#gone + 1] = f end
+    end
+    for i = 1, #gone, CHUNK do
+      run({'HDEL', hash, unpack(gone, i, math.min(i + CHUNK - 1, #gone))})
+    end
   end
 end
 local p = plan.point
@@ -134,8 +138,8 @@ class Commit:
     point: dict[str, str] | None = None  # its timeline entry
     keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
     unreadable: list[str] | None = None  # /keys items not read; None leaves the last list
-    # the hashes of every key the account has; the states of other keys are deleted.
-    # None prunes nothing (the keys were not listed, or not to their end)
+    # the hashes of every key the account has; the states and acks of other keys are
+    # deleted. None prunes nothing (the keys were not listed, or not to their end)
     keep_keys: list[str] | None = None
     error: str | None = None  # a failed check's reason
     acks_ended: list[str] = field(default_factory=list)  # subjects whose ack is over
@@ -345,6 +349,7 @@ class Store:
         plan: dict[str, Any] = {"cas": cas, "cmds": self._commands(change)}
         if change.keep_keys is not None:
             plan["keep"] = change.keep_keys
+            plan["prune_in"] = [self.keys.alert_state, self.keys.acks]
         if loaded is not None:  # a silence or an ack written since the load: decide again
             plan["version"] = loaded.silencing_version
         if change.point is not None:

@@ -455,11 +455,13 @@ def test_the_states_of_deleted_or_disabled_keys_are_pruned_once_every_key_is_lis
     off = sim.add_key("sk-or-v1-prune-off", name="Off", limit=10.0, usage=9.9)
     check(settings, store, T0)
     rdb.hset("openrouter:alerts:state", "key:deleted-long-ago", '{"status": "critical"}')
+    rdb.hset("openrouter:alerts:state:acks", mapping={f"key:{off}": "{}", f"key:{kept}": "{}"})
     assert {f"key:{kept}", f"key:{off}", "key:deleted-long-ago"} <= _states(rdb)
     sim.update_key(off, disabled=True)
     result = check(settings, store, T0 + timedelta(minutes=1))
     assert result.alerts == []  # pruning is silent: no resolved for a key that is gone
     assert _states(rdb) - {"account", "account:runway"} == {f"key:{kept}"}
+    assert rdb.hkeys("openrouter:alerts:state:acks") == [f"key:{kept}"]  # its ack goes too
 
 
 def test_thousands_of_stale_states_go_in_the_same_commit(
