@@ -207,6 +207,8 @@ class _Seen:
     unreadable: list[str] = field(default_factory=list)  # /keys items that could not be read
     keys_error: str | None = None
     error: FetchError | None = None
+    keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
+    keys_complete: bool = False  # every key of the account is named: stale states can go
 
 
 def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
@@ -219,7 +221,16 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         keys_error = f"keys not checked: {reading.keys_error}"
         log.warning("%s", keys_error)
         return _Seen(reading.snapshot, keys_error=keys_error)
-    return _Seen(reading.snapshot, reading.listing.keys, reading.listing.unreadable)
+    listing = reading.listing
+    if listing.note:
+        log.warning("%s", listing.note)
+    return _Seen(
+        reading.snapshot,
+        listing.keys,
+        listing.unreadable,
+        keys_note=listing.note,
+        keys_complete=listing.complete,
+    )
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
@@ -298,12 +309,17 @@ def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetim
         keys = {row.key.hash: row.as_dict() for row in _key_rows(seen.keys, decision)}
     # None when the keys were not listed: the last listing's unreadable keys stand
     unreadable = seen.unreadable if seen.keys is not None else None
+    # a listing that named every key lets the states of deleted or disabled keys go
+    keep = None
+    if seen.keys is not None and seen.keys_complete:
+        keep = sorted({k.hash for k in seen.keys} | set(seen.unreadable))
     return Commit.success(
         now,
         decision.status.value,
         seen.snapshot.as_dict() | extra,
         keys=keys,
         unreadable=unreadable,
+        keep_keys=keep,
     )
 
 
@@ -328,7 +344,8 @@ def _result(
     snapshot = seen.snapshot
     assert snapshot is not None
     note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
-    for more in (seen.keys_error, seen.unreadable and unreadable_note(seen.unreadable)):
+    unreadable = seen.unreadable and unreadable_note(seen.unreadable)
+    for more in (seen.keys_error, unreadable, seen.keys_note):
         if more:
             note = f"{note}; {more}" if note else more
     status = decision.status

@@ -22,13 +22,15 @@ from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
-from .settings import Settings, load_settings
+from .settings import MAX_RETENTION_DAYS, Settings, load_settings
 from .silences import ack_line, ack_row, held_note, silence_line, silence_row
 from .stack import add_parsers as add_stack_parsers
-from .text import duration, money
+from .text import cut, duration, money, plain
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
+NAME_WIDTH, LABEL_WIDTH = 32, 22  # the keys table's columns
+MAX_HISTORY_HOURS = MAX_RETENTION_DAYS * 24
 
 
 def _money(value: object) -> str:
@@ -87,6 +89,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings.require_api_key()
     with _open(settings) as rt:
         rt.channels_error  # noqa: B018  (a bad CREDIT_ALERT_URLS is said now, in one line)
+        if evicting := rt.store.eviction_warning():
+            print(f"{PROG}: {evicting}", file=sys.stderr)
         result = run_check(settings, rt.client, rt.store)
         for alert in result.alerts:
             notify.deliver_with_retries(
@@ -210,12 +214,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
         return 0
-    width = min(max(len(r["name"]) for r in rows), 32)
-    print(f"{'name':<{width}}  {'label':<22} {'remaining':>12} {'limit':>12}  status")
-    for r in rows:
+    # cut after cleaning, so a cut can never leave an escape sequence open
+    names = [cut(str(r["name"]), NAME_WIDTH) for r in rows]
+    width = max(4, *(len(n) for n in names))
+    print(f"{'name':<{width}}  {'label':<{LABEL_WIDTH}} {'remaining':>12} {'limit':>12}  status")
+    for r, name in zip(rows, names, strict=True):
         print(
-            f"{r['name'][:width]:<{width}}  {r['label']:<22} {_money(r['remaining_usd']):>12} "
-            f"{_money(r['limit_usd']):>12}  {r['status']}"
+            f"{name:<{width}}  {cut(str(r['label']), LABEL_WIDTH):<{LABEL_WIDTH}} "
+            f"{_money(r['remaining_usd']):>12} {_money(r['limit_usd']):>12}  "
+            f"{plain(str(r['status']))}"
         )
     return 0
 
@@ -227,6 +234,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         current, monitoring = rt.store.current(), rt.store.monitoring_status()
         alerts = rt.store.recent_alerts(5)
         silenced, acked = rt.store.silencing(now)
+        warnings = [w for w in (rt.store.eviction_warning(),) if w]
     status = Status(current.get("status") or "unknown")
     if args.json:
         print(
@@ -237,10 +245,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "recent_alerts": alerts,
                     "silences": [silence_row(s, now) for s in silenced],
                     "acks": [ack_row(a) for a in acked],
+                    "warnings": warnings,
                 }
             )
         )
         return EXIT_CODES[status]
+    for warning in warnings:
+        print(f"Warning:    {warning}")
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
         return 3
@@ -257,10 +268,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{monitoring.get('last_success_at') or '-'}, "
         f"{monitoring.get('consecutive_failures') or 0} failure(s) in a row"
     )
+    # what Redis holds was cleaned before it was stored; cleaned again in case another writer
     if monitoring.get("last_error"):
-        print(f"Last error: {monitoring['last_error']}")
+        print(f"Last error: {plain(monitoring['last_error'])}")
     if monitoring.get("unreadable_keys"):
-        print(f"Unreadable keys: {monitoring['unreadable_keys'].replace(',', ', ')}")
+        print(f"Unreadable keys: {plain(monitoring['unreadable_keys'].replace(',', ', '))}")
     for title, lines in (
         ("Silences:", [silence_line(s, now) for s in silenced]),
         ("Acknowledged:", [ack_line(a) for a in acked]),
@@ -276,10 +288,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             if not held and not a.get("delivered_at"):
                 pending = "  (not delivered yet)"
             if a.get("delivery_error"):
-                pending += f"  (delivery failed: {a['delivery_error']})"
+                pending += f"  (delivery failed: {plain(a['delivery_error'])})"
             print(
-                f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} {a.get('id', '')}  "
-                f"{a.get('message', '')}{pending}"
+                f"  {plain(a.get('timestamp', ''))[:19]}  {plain(a.get('type', '')):<8} "
+                f"{plain(a.get('id', ''))}  {plain(a.get('message', ''))}{pending}"
             )
     return EXIT_CODES[status]
 
@@ -328,8 +340,11 @@ def _positive_hours(text: str) -> float:
         hours = float(text)
     except ValueError:
         hours = -1.0
-    if not 0 < hours < float("inf"):
-        raise argparse.ArgumentTypeError(f"HOURS must be a number > 0, not {text!r}")
+    # no history is kept longer than the longest retention; beyond it the clock overflows
+    if not 0 < hours <= MAX_HISTORY_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"HOURS must be a number > 0 and up to {MAX_HISTORY_HOURS:g} (ten years), not {text!r}"
+        )
     return hours
 
 

@@ -18,6 +18,8 @@ from .alerts import Alert
 from .channels import Channel
 from .store import Store
 
+MAX_BACKOFF_S = 120.0  # as send_alert's countdowns: 20 attempts must not sleep for days
+
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +88,7 @@ def deliver_with_retries(
     for attempt in range(1, attempts):
         if not outcome.failed:
             return outcome
-        sleep(backoff_s * 2 ** (attempt - 1))
+        sleep(min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
         outcome = deliver(store, alert, channels)
     if outcome.failed:
         give_up(store, alert, outcome.failed, attempts)

@@ -87,20 +87,27 @@ class Notice:
     resolves: AlertType | None = None
 
 
+def cents(usd: float) -> int:
+    """Dollars as whole cents, rounded as the messages show them: `$10.00` is 1000."""
+    return int(f"{usd:.2f}".replace(".", ""))
+
+
 def classify(remaining_usd: float, previous: Status, th: Thresholds) -> Status:
     """Status of a known balance; leaving a state needs the threshold plus the margin.
 
-    Nothing left, or less (an overspent key), is critical whatever the thresholds.
+    Nothing left, or less (an overspent key), is critical whatever the thresholds. Figures
+    are compared in cents, so 20.4 - 10.4 is $10.00 and not below a $10 line.
     """
-    crit_exit = th.critical_usd * (1 + th.recovery_margin)
-    warn_exit = th.warning_usd * (1 + th.recovery_margin)
-    if remaining_usd <= 0 or remaining_usd < th.critical_usd:
+    left = cents(remaining_usd)
+    crit_exit = cents(th.critical_usd * (1 + th.recovery_margin))
+    warn_exit = cents(th.warning_usd * (1 + th.recovery_margin))
+    if left <= 0 or left < cents(th.critical_usd):
         return Status.CRITICAL
-    if previous is Status.CRITICAL and remaining_usd < crit_exit:
+    if previous is Status.CRITICAL and left < crit_exit:
         return Status.CRITICAL
-    if remaining_usd < th.warning_usd:
+    if left < cents(th.warning_usd):
         return Status.WARNING
-    if previous in (Status.WARNING, Status.CRITICAL) and remaining_usd < warn_exit:
+    if previous in (Status.WARNING, Status.CRITICAL) and left < warn_exit:
         return Status.WARNING
     return Status.OK
 
@@ -393,7 +400,20 @@ def subjects_of(observed: Observation) -> list[Subject]:
     if observed.failure is not None:
         return [ACCOUNT]
     subjects = [ACCOUNT, RUNWAY] if observed.remaining_usd is not None else []
-    return subjects + [Subject.key(k.hash) for k in observed.keys if k.capped]
+    return subjects + [Subject.key(k.hash) for k in distinct(observed.keys) if k.capped]
+
+
+def distinct(keys: tuple[KeyFigures, ...]) -> list[KeyFigures]:
+    """One figure per hash, in first-seen order: of two copies, the one with less left."""
+    chosen: dict[str, KeyFigures] = {}
+    for key in keys:
+        kept = chosen.get(key.hash)
+        if kept is None or (
+            key.remaining_usd is not None
+            and (kept.remaining_usd is None or key.remaining_usd < kept.remaining_usd)
+        ):
+            chosen[key.hash] = key
+    return list(chosen.values())
 
 
 @dataclass(frozen=True)
@@ -424,6 +444,8 @@ def decide(
     dues: list[Due] = []
     repeats: set[Subject] = set()
     for judged in _judge(observed, states, policy):
+        if judged.subject in next_states:
+            continue  # one judgement, so at most one alert of a type, per subject per check
         previous = states.get(judged.subject, AlertState())
         state, notices = evaluate(previous, judged.status, now, policy.cooldown_s)
         next_states[judged.subject] = state
@@ -516,7 +538,7 @@ def _judge(
             )
             judged.append(_Judged(RUNWAY, status, about, th, threshold_hours=hours))
     percents = (policy.key_warning_percent, policy.key_critical_percent)
-    for key in observed.keys:
+    for key in distinct(observed.keys):
         if key.limit_usd is None or key.remaining_usd is None:
             continue
         subject = Subject.key(key.hash)

@@ -39,6 +39,7 @@ _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has 
 # The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
 # Sentinel, which is what the monitor supports (not Cluster).
 _COMMIT = """
+local CHUNK = 1000  -- fields per HDEL: unpack() has a limit
 local plan = cjson.decode(ARGV[2])
 if plan.version and (redis.call('GET', KEYS[3]) or '') ~= plan.version then return 0 end
 for _, c in ipairs(plan.cas) do
@@ -51,6 +52,21 @@ local function run(cmd)
 end
 for _, c in ipairs(plan.cas) do run({'HSET', KEYS[1], c[1], c[3]}) end
 for _, cmd in ipairs(plan.cmds) do run(cmd) end
+if plan.keep then
+  -- the states and acks of keys the account no longer lists (deleted or disabled):
+  -- one HKEYS per hash, O(subjects)
+  local keep = {}
+  for _, h in ipairs(plan.keep) do keep['key:' .. h] = true end
+  for _, hash in ipairs(plan.prune_in) do
+    local gone = {}
+    for _, f in ipairs(redis.call('HKEYS', hash)) do
+      if string.sub(f, 1, 4) == 'key:' and not keep[f] then gone[#gone + 1] = f end
+    end
+    for i = 1, #gone, CHUNK do
+      run({'HDEL', hash, unpack(gone, i, math.min(i + CHUNK - 1, #gone))})
+    end
+  end
+end
 local p = plan.point
 if p then
   local reply = redis.pcall('XADD', p[1], 'MINID', '~', p[2], p[3], unpack(p, 4))
@@ -122,6 +138,9 @@ class Commit:
     point: dict[str, str] | None = None  # its timeline entry
     keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
     unreadable: list[str] | None = None  # /keys items not read; None leaves the last list
+    # the hashes of every key the account has; the states and acks of other keys are
+    # deleted. None prunes nothing (the keys were not listed, or not to their end)
+    keep_keys: list[str] | None = None
     error: str | None = None  # a failed check's reason
     acks_ended: list[str] = field(default_factory=list)  # subjects whose ack is over
     silences_ended: list[str] = field(default_factory=list)  # ids of silences past their end
@@ -251,6 +270,25 @@ class Store:
         self.redis.ping()
 
     @_translated
+    def eviction_warning(self) -> str | None:
+        """One line when this Redis may evict what the monitor keeps; None when it may not,
+        or when it will not say (CONFIG refused, as on some managed services).
+
+        Asked once at start (worker, `check`) and by `status`, never on every check.
+        """
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError:
+            return None
+        if not policy or policy == "noeviction":
+            return None
+        return (
+            f"Redis at {self._where} has maxmemory-policy {policy}: it may evict the alert "
+            "state, so alerts repeat and resolutions are lost; use the 'noeviction' policy or "
+            "give credit_tasks a Redis instance or db of its own"
+        )
+
+    @_translated
     def claim(self, lock_ttl_s: float, scheduled_hold_s: float | None = None) -> Claim:
         """Take the check lock (and this interval's scheduled slot), in one round trip."""
         token = uuid.uuid4().hex
@@ -309,6 +347,9 @@ class Store:
             if raw != before:
                 cas.append([str(subject), before or "", raw])
         plan: dict[str, Any] = {"cas": cas, "cmds": self._commands(change)}
+        if change.keep_keys is not None:
+            plan["keep"] = change.keep_keys
+            plan["prune_in"] = [self.keys.alert_state, self.keys.acks]
         if loaded is not None:  # a silence or an ack written since the load: decide again
             plan["version"] = loaded.silencing_version
         if change.point is not None:

@@ -443,6 +443,96 @@ def test_an_unreadable_key_joins_the_unknown_balance_hint(
     assert result.note == f"{UNKNOWN_BALANCE_HINT}; 1 key unreadable: item 1 of page 1"
 
 
+def _states(rdb: redis.Redis) -> set[str]:
+    return set(rdb.hkeys("openrouter:alerts:state"))
+
+
+def test_the_states_of_deleted_or_disabled_keys_are_pruned_once_every_key_is_listed(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    balance(sim, 80.0)
+    kept = sim.add_key("sk-or-v1-prune-kept", name="Kept", limit=10.0, usage=9.9)
+    off = sim.add_key("sk-or-v1-prune-off", name="Off", limit=10.0, usage=9.9)
+    check(settings, store, T0)
+    rdb.hset("openrouter:alerts:state", "key:deleted-long-ago", '{"status": "critical"}')
+    rdb.hset("openrouter:alerts:state:acks", mapping={f"key:{off}": "{}", f"key:{kept}": "{}"})
+    assert {f"key:{kept}", f"key:{off}", "key:deleted-long-ago"} <= _states(rdb)
+    sim.update_key(off, disabled=True)
+    result = check(settings, store, T0 + timedelta(minutes=1))
+    assert result.alerts == []  # pruning is silent: no resolved for a key that is gone
+    assert _states(rdb) - {"account", "account:runway"} == {f"key:{kept}"}
+    assert rdb.hkeys("openrouter:alerts:state:acks") == [f"key:{kept}"]  # its ack goes too
+
+
+def test_thousands_of_stale_states_go_in_the_same_commit(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis
+) -> None:
+    balance(sim, 80.0)
+    stale = {f"key:gone-{i}": '{"status": "warning"}' for i in range(2500)}
+    rdb.hset("openrouter:alerts:state", mapping=stale)
+    check(settings, store, T0)
+    assert not any(field.startswith("key:") for field in _states(rdb))
+
+
+@pytest.mark.parametrize(
+    "listing",
+    ["failed", "stopped at a repeated page", "an item without a hash"],
+)
+def test_no_state_is_pruned_unless_the_listing_named_every_key(
+    sim: Simulator, settings: Settings, store: Store, rdb: redis.Redis, listing: str
+) -> None:
+    balance(sim, 80.0)
+    rdb.hset("openrouter:alerts:state", "key:maybe-still-there", '{"status": "critical"}')
+    if listing == "failed":
+        sim.inject("status", status=400, path="/keys")
+    elif listing == "stopped at a repeated page":
+        page = [_item(f"h{i}") for i in range(100)]
+        sim.inject("data", path="/keys", data=page, times=10)
+    else:
+        sim.add_raw_key_item({"usage": "no hash"})
+    check(settings, store, T0)
+    assert "key:maybe-still-there" in _states(rdb)
+
+
+def _item(key_hash: str, **fields: Any) -> dict[str, Any]:
+    """A /keys item as the API sends it, capped at $10 with $9 left unless told otherwise."""
+    item = {"hash": key_hash, "name": f"key {key_hash}", "label": "sk-or-v1-abc...123"}
+    return item | {"disabled": False, "limit": 10.0, "limit_remaining": 9.0, "usage": 1.0} | fields
+
+
+def test_a_server_that_ignores_offset_costs_two_pages_one_alert_and_a_note(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    page = [_item("low", limit_remaining=0.1), *(_item(f"h{i}") for i in range(100))]
+    sim.inject("data", path="/keys", data=page, times=1000)  # the same 101 items, always
+    result = check(settings, store, T0)
+    assert sim.requests()["/keys"] == 2
+    assert [(a.subject, a.type) for a in result.alerts] == [("key:low", AlertType.CRITICAL)]
+    assert len(result.keys) == 101
+    assert result.note == (
+        "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
+    )
+    assert result.as_dict()["note"] == result.note
+
+
+def test_two_copies_of_a_key_that_disagree_alert_once_and_show_the_copy_with_less_left(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    low, fine = _item("twin", limit_remaining=0.1), _item("twin", limit_remaining=9.0)
+    sent = []
+    for n in range(4):  # past the cooldown too
+        pair = [low, fine] if n % 2 else [fine, low]
+        sim.inject("data", path="/keys", data=pair)
+        result = check(settings, store, T0 + timedelta(hours=n * 0.4))
+        sent += [a.type for a in result.alerts]
+        assert result.note == "1 duplicate /keys item ignored"
+    assert sent == [AlertType.CRITICAL, AlertType.CRITICAL]  # the first, then once per cooldown
+    [row] = store.keys_table()
+    assert (row["remaining_usd"], row["status"]) == (0.1, "critical")
+
+
 def published(pubsub: Any) -> list[dict[str, Any]]:
     out = []
     while (msg := pubsub.get_message(timeout=0.3)) is not None:

@@ -524,6 +524,67 @@ def test_nothing_left_or_less_is_critical_whatever_the_thresholds(
     assert classify(remaining_usd, OK, th) is CRITICAL
 
 
+@pytest.mark.parametrize(
+    ("th", "remaining_usd", "expected"),
+    [
+        pytest.param(TH, 20.4 - 10.4, OK, id="20.4 - 10.4 is $10.00, not below $10"),
+        pytest.param(TH, 10.4 - 5.4 - 0.0000001, WARNING, id="$5.00 as shown is not below $5"),
+        pytest.param(TH, 9.994, WARNING, id="$9.99 as shown is below $10"),
+        pytest.param(
+            rules.key_thresholds(20.4, 20.0, 5.0, 0.1), 20.4 - 16.32, OK,
+            id="a key's 20% of $20.40 is $4.08, and $4.08 is left",
+        ),
+        pytest.param(
+            Thresholds(warning_usd=10.0, critical_usd=0.0), 0.004, CRITICAL,
+            id="under a cent shows as $0.00: nothing left",
+        ),
+        pytest.param(
+            Thresholds(warning_usd=10.0, critical_usd=0.0), 0.01, WARNING,
+            id="a cent left is not nothing",
+        ),
+        pytest.param(rules.key_thresholds(10.0, 20.0, 0.0, 0.1), 0.0, CRITICAL, id="key at 0%"),
+    ],
+)  # fmt: skip
+def test_money_is_compared_in_cents_as_the_messages_show_it(
+    th: Thresholds, remaining_usd: float, expected: Status
+) -> None:
+    assert classify(remaining_usd, OK, th) is expected
+
+
+def test_a_critical_at_the_line_recovers_in_cents_too() -> None:
+    # 5 * 1.1 is 5.500000000000001 in floats: $5.50 is the exit, and $5.50 leaves
+    assert classify(5.5, CRITICAL, TH) is WARNING
+
+
+def twin(remaining: float) -> rules.KeyFigures:
+    return rules.KeyFigures("h1", "twin", "sk-or-v1-abc...123", 10.0, remaining)
+
+
+def test_two_copies_of_one_key_are_judged_once_by_the_copy_with_less_left() -> None:
+    observed = seen(50.0, keys=(twin(9.0), twin(0.1), twin(5.0)))
+    decision = rules.decide(observed, {}, POLICY, T0)
+    assert rules.subjects_of(observed) == [ACC, RUN, KEY]
+    assert decision.statuses == {ACC: OK, KEY: CRITICAL}
+    assert [(str(d.subject), d.notice.type) for d in decision.dues] == [("key:h1", C)]
+    assert decision.dues[0].about.remaining_usd == 0.1
+
+
+def test_two_copies_that_disagree_raise_nothing_more_within_the_cooldown() -> None:
+    states: dict[rules.Subject, AlertState] = {}
+    sent = []
+    for n, order in enumerate([(9.0, 0.1), (0.1, 9.0), (9.0, 0.1), (0.1, 9.0)]):
+        observed = seen(50.0, keys=tuple(twin(r) for r in order))
+        decision = rules.decide(observed, states, POLICY, T0 + minutes(n))
+        states = {**states, **decision.states}
+        sent += [d.notice.type for d in decision.dues]
+    assert sent == [C]  # one critical, then quiet: no flapping, no storm
+
+
+def test_a_thousand_copies_of_one_key_give_one_alert() -> None:
+    observed = seen(50.0, keys=tuple(twin(0.1 + i / 1000) for i in range(1000)))
+    assert len(rules.decide(observed, {}, POLICY, T0).dues) == 1
+
+
 # Silences, acks and inhibition: one more input to the decision, which marks what it holds
 # back. Each row: observed, stored states, the team's silencing, the policy's inhibition, and
 # the alerts due as (subject, type, silenced_by, acked_by, inhibited_by).
