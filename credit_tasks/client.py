@@ -18,9 +18,11 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -44,6 +46,7 @@ from .readings import Activity, KeyListing, Reading
 from .readings import KeyInfo as KeyInfo
 from .readings import Snapshot as Snapshot
 from .settings import Settings
+from .text import plain
 
 log = logging.getLogger(__name__)
 
@@ -207,28 +210,46 @@ class OpenRouterClient:
         listed one workspace at a time; one without (404 or an empty list) as before them.
 
         An item that cannot be read is skipped and named in `unreadable`; only a page that is
-        not a list of items makes the whole listing fail.
+        not a list of items makes the whole listing fail. Each hash counts once, and a page
+        that brings no new hash ends the listing (a server that ignores `offset` sends the
+        same page forever); the listing's note says so.
         """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
             return KeyListing()
-        listing = KeyListing()
+        listed = _Listed()
+        stopped: str | None = None
         workspaces: list[tuple[str | None, str | None]] = [(None, None)]
-        workspaces = [*self._workspaces(management_key, now)] or workspaces
-        for workspace_id, workspace in workspaces:
-            query = "" if workspace_id is None else f"&workspace_id={workspace_id}"
-            for page_number in range(MAX_KEY_PAGES):
-                offset = page_number * KEYS_PAGE_SIZE
-                path = f"keys?offset={offset}&include_disabled=false{query}"
-                body = self._management_get(path, management_key, now, "list keys")
-                page = validate(KeysPage, body, "keys").data
-                for index, raw in enumerate(page):
-                    where = f"item {index + 1} of page {page_number + 1}"
-                    self._read_item(raw, where, listing, workspace)
-                # no page-size parameter: a short page is the last
-                if len(page) < KEYS_PAGE_SIZE:
-                    break
-        return listing
+        for workspace_id, workspace in [*self._workspaces(management_key, now)] or workspaces:
+            stopped = self._list_workspace(listed, now, workspace_id, workspace) or stopped
+        return listed.listing(stopped, complete=stopped is None)
+
+    def _list_workspace(
+        self, listed: _Listed, now: datetime, workspace_id: str | None, workspace: str | None
+    ) -> str | None:
+        """Add one workspace's keys (the default one's for None) to `listed`, page by page;
+        why the listing stopped before its last page, or None."""
+        secret = self._settings.openrouter_management_key
+        assert secret is not None
+        query = "" if workspace_id is None else f"&workspace_id={quote(workspace_id, safe='')}"
+        for page_number in range(1, MAX_KEY_PAGES + 1):
+            offset = (page_number - 1) * KEYS_PAGE_SIZE
+            path = f"keys?offset={offset}&include_disabled=false{query}"
+            body = self._management_get(path, secret, now, "list keys")
+            page = validate(KeysPage, body, "keys").data
+            named, duplicates = len(listed.hashes), listed.duplicates
+            for index, raw in enumerate(page):
+                self._read_item(raw, f"item {index + 1} of page {page_number}", listed, workspace)
+            # no page-size parameter: a short page is the last
+            if len(page) < KEYS_PAGE_SIZE:
+                return None
+            if len(listed.hashes) == named:
+                listed.duplicates = duplicates  # a repeated page is said as such, not per item
+                return (
+                    f"/keys page {page_number} brought no new key: listing stopped there "
+                    "(does the server ignore offset?)"
+                )
+        return f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there"
 
     def _workspaces(self, secret: SecretStr, now: datetime) -> list[tuple[str, str]]:
         """(id, name) of each workspace; none for an account from before workspaces (404)."""
@@ -250,7 +271,7 @@ class OpenRouterClient:
         secret = self._settings.openrouter_management_key
         if secret is None:
             raise FetchError("/activity needs OPENROUTER_MANAGEMENT_KEY: set it to read spend")
-        path = "activity" if day is None else f"activity?date={day}"
+        path = "activity" if day is None else f"activity?date={quote(day, safe='')}"
         body = self._management_get(path, secret, now, "read the activity")
         rows = validate(ActivityPage, body, "activity").data
         return [
@@ -269,31 +290,37 @@ class OpenRouterClient:
             raise FetchError(f"OpenRouter refused to {what} ({exc})") from None
 
     def _read_item(
-        self, raw: object, where: str, listing: KeyListing, workspace: str | None = None
+        self, raw: object, where: str, listed: _Listed, workspace: str | None = None
     ) -> None:
-        """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
+        """Add one `/keys` item to `listed`: a KeyInfo, or its name among the unreadable."""
         try:
             item = validate(KeyItem, raw, "keys")
         except MalformedAnswer as exc:
             named = raw.get("hash") if isinstance(raw, dict) else None
-            name = self._scrub(named) if isinstance(named, str) and named.strip() else where
-            log.warning("skipped an unreadable key (%s): %s", name, exc)
-            listing.unreadable.append(name)
+            name = self._scrub(named) if isinstance(named, str) else ""
+            log.warning("skipped an unreadable key (%s): %s", name or where, exc)
+            listed.skip(name or where, hashed=bool(name))
+            return
+        key_hash = self._scrub(item.hash)
+        if not key_hash:  # nothing left to name the key by: a subject needs a name
+            log.warning("skipped an unreadable key (%s): a blank hash", where)
+            listed.skip(where, hashed=False)
             return
         if item.disabled:
+            listed.hashes.add(key_hash)
             return
         remaining = item.limit_remaining
         if item.limit is not None and remaining is None:
             remaining = item.limit - item.usage
-        listing.keys.append(
+        listed.add(
             KeyInfo(
-                item.hash,
+                key_hash,
                 self._scrub_label(item.name) or "",
                 self._scrub_label(item.label) or "",
                 item.limit,
                 remaining,
                 item.usage,
-                item.limit_reset,
+                self._scrub_label(item.limit_reset),
                 workspace,
                 item.usage_daily,
                 item.usage_weekly,
@@ -400,11 +427,14 @@ class OpenRouterClient:
         return None if text is None else self._scrub(text)
 
     def _scrub(self, text: str) -> str:
-        """Server text made safe for a one-line message: no secrets, no newlines, short."""
+        """Server text made safe to store and show: no control or bidi character, no secret,
+        one line, short. Every text from the API passes here before it goes anywhere."""
+        # cleaned first: a zero-width character inside an echoed key would hide it from replace
+        text = plain(text)
         for secret in (self._api_key, self._settings.openrouter_management_key):
             if secret is not None and secret.get_secret_value():
                 text = text.replace(secret.get_secret_value(), "***")
-        return " ".join(text.split())[:200]
+        return text[:200]
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -452,6 +482,57 @@ class OpenRouterClient:
 
     def _connect_timeout_s(self) -> float:
         return min(5.0, self._settings.credit_http_timeout_s)
+
+
+@dataclass
+class _Listed:
+    """The `/keys` items read so far, one per hash."""
+
+    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    hashes: set[str] = field(default_factory=set)  # every hash named, disabled ones too
+    duplicates: int = 0
+    unnamed: bool = False  # an item was skipped with no hash to name it by
+
+    def add(self, key: KeyInfo) -> None:
+        if key.hash not in self.hashes:
+            self.hashes.add(key.hash)
+            self.keys[key.hash] = key
+            return
+        self.duplicates += 1
+        # two copies that disagree: the one with less left counts, whatever their order,
+        # so a duplicate can neither hide a low key nor make it flap between checks
+        kept = self.keys.get(key.hash)
+        if kept is not None and _less_left(key, kept):
+            self.keys[key.hash] = key
+
+    def skip(self, name: str, *, hashed: bool) -> None:
+        if not hashed:
+            self.unnamed = True
+        elif name in self.hashes:
+            self.duplicates += 1
+            return
+        else:
+            self.hashes.add(name)
+        self.unreadable.append(name)
+
+    def listing(self, stopped: str | None = None, *, complete: bool = False) -> KeyListing:
+        notes = [stopped] if stopped else []
+        if self.duplicates:
+            plural = "s" if self.duplicates != 1 else ""
+            notes.append(f"{self.duplicates} duplicate /keys item{plural} ignored")
+        return KeyListing(
+            list(self.keys.values()),
+            self.unreadable,
+            note="; ".join(notes) or None,
+            complete=complete and not self.unnamed,
+        )
+
+
+def _less_left(key: KeyInfo, than: KeyInfo) -> bool:
+    if key.remaining_usd is None:
+        return False
+    return than.remaining_usd is None or key.remaining_usd < than.remaining_usd
 
 
 def _spent_s(state: RetryCallState) -> float:

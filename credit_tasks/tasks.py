@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from datetime import date as datetime_date
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
@@ -54,6 +55,19 @@ def use_runtime(new: Runtime | None) -> None:
 @worker_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     use_runtime(None)
+
+
+@worker_ready.connect
+def _warn_if_redis_evicts(**_: Any) -> None:
+    """Once per worker, at start: an evicting Redis loses the alert state between checks."""
+    try:
+        with Runtime(load_settings()) as rt:  # its own: the pool's children build theirs
+            warning = rt.store.eviction_warning()
+    except CreditTasksError as exc:  # Redis away at start: the checks will say so
+        log.debug("Redis eviction policy not checked: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
 
 
 @shared_task(name="credit_tasks.check_credits")
@@ -140,8 +154,11 @@ def send_alert(self: Task, data: dict[str, Any]) -> dict[str, object]:
 def credit_history(hours: float = 24) -> dict[str, object]:
     """History points of the last `hours`, oldest first, with their summary."""
     end = datetime.now(UTC)
-    points = runtime().store.history(end - timedelta(hours=float(hours)), end)
-    return history.report(float(hours), points)
+    rt = runtime()
+    # nothing older than the retention is kept, and the clock cannot go back 1e20 hours
+    hours = min(float(hours), rt.settings.retention_s / 3600)
+    points = rt.store.history(end - timedelta(hours=hours), end)
+    return history.report(hours, points)
 
 
 @shared_task(name="credit_tasks.daily_report")
@@ -153,6 +170,11 @@ def daily_report(date: str | None = None) -> dict[str, object]:
     """
     now = datetime.now(UTC)
     day = date or report.yesterday(now)
+    try:
+        day = datetime_date.fromisoformat(day).isoformat()
+    except (TypeError, ValueError):  # sent by hand: say so, do not build a report of nothing
+        log.error("daily_report refused its date %r: use YYYY-MM-DD", day)
+        return {"date": None, "error": f"not a date: {day!r} (use YYYY-MM-DD)"}
     try:
         rt = runtime()
         the_report = rt.report(day)

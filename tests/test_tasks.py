@@ -214,3 +214,10 @@ def test_a_top_up_through_the_worker_is_no_spike(sim: Simulator, channel: Any) -
     assert result["alerts"] == []
     assert (result["spike"]["status"], result["spike"]["window_spend_usd"]) == ("ok", 0.0)
     assert messages(channel, wait_s=0.5) == []
+
+
+def test_credit_history_asked_for_more_than_is_kept_gives_the_retention(sim: Simulator) -> None:
+    check_credits.delay().get(timeout=30)
+    answer = credit_history.delay(hours=1e20).get(timeout=30)
+    assert answer["hours"] == 90 * 24  # the default retention: nothing older exists
+    assert len(answer["points"]) == 1
