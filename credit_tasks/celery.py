@@ -34,8 +34,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def celery_config(settings: Settings | None = None) -> dict[str, Any]:
-    """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule)."""
-    settings = settings or load_settings()
+    """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule).
+
+    Without `settings` it loads them; under the `celery` command a bad one ends the process
+    in one line and exit 3, whether the app or a `celeryconfig.py` asked.
+    """
+    settings = settings or _settings_or_exit()
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -79,9 +83,9 @@ def redbeat_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _config_or_exit() -> dict[str, Any]:
+def _settings_or_exit() -> Settings:
     try:
-        return celery_config()
+        return load_settings()
     except ConfigError as exc:
         # `celery worker|beat` reads this while parsing its options: one line, not a traceback
         if "celery.bin.celery" in sys.modules:
@@ -91,6 +95,6 @@ def _config_or_exit() -> dict[str, Any]:
 
 
 app = Celery("credit_tasks", include=["credit_tasks.tasks"])  # the worker loads the tasks
-app.add_defaults(_config_or_exit)
+app.add_defaults(celery_config)
 # celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
 app.config_from_object("celeryconfig", silent=True)
