@@ -1,8 +1,10 @@
 """The package's own Celery app, configured from the settings.
 
-`celery -A credit_tasks worker|beat` runs it standalone, and `check_credits.delay()` from a
-plain script sends through it. A host app that imports the tasks sends them through its
-own broker instead, since they are shared tasks.
+It exists for `celery -A credit_tasks worker|beat|flower` and the `credit-monitor` command,
+and is never made the current app: the tasks are shared tasks, so a host app that imports
+them sends them through its own broker, whichever is imported first. A plain script with no
+app of its own sends through this one by making it current (`app.set_current()`) or by
+name (`app.send_task("credit_tasks.check_credits")`).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def _settings_or_exit() -> Settings:
         raise
 
 
-app = Celery("credit_tasks", include=["credit_tasks.tasks"])  # the worker loads the tasks
+# never the current app: a host's tasks must not follow this one's broker
+app = Celery("credit_tasks", include=["credit_tasks.tasks"], set_as_current=False)
 app.add_defaults(celery_config)
 # celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
 app.config_from_object("celeryconfig", silent=True)

@@ -242,6 +242,8 @@ def session_worker(
         app.conf.update(
             broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
         )
+        # the tests send as a plain script does: through the package's app, made current
+        app.set_current()
         proc = subprocess.Popen(
             [
                 str(BIN / "celery"),
