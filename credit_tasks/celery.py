@@ -19,6 +19,8 @@ from .errors import ConfigError
 from .settings import Settings, load_settings
 
 BEAT_ENTRY = "check-openrouter-credits"
+QUEUE = "credits"  # where the package's app sends its tasks
+DEFAULT_QUEUE = "celery"  # Celery's, where another app's send_task("credit_tasks.…") lands
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -66,6 +68,10 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
         },
         "worker_hijack_root_logger": False,
+        # `worker --queues=credits` runs everything this app sends; a worker without
+        # --queues reads both queues
+        "task_routes": {"credit_tasks.*": {"queue": QUEUE}},
+        "task_queues": {QUEUE: {}, DEFAULT_QUEUE: {}},
         "beat_schedule": beat_schedule(settings),
         **(redbeat_config(settings) if settings.credit_beat_scheduler == "redbeat" else {}),
     }

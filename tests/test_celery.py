@@ -1,5 +1,5 @@
-"""The package's app: it never takes over a host's, and the README's plain-script snippet runs
-as written.
+"""The package's app: it never takes over a host's, it routes its tasks to `credits`, and the
+README's fleet and plain-script snippets run as written.
 
 Celery reads CELERY_BROKER_URL from the environment for every app, a host's included, so the
 host-app tests leave it unset: the package's app then sends to REDIS_URL's database, and the
@@ -8,6 +8,7 @@ host's to a database of its own.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,12 +19,14 @@ import pytest
 import redis
 from celery import Celery
 
+from credit_tasks.celery import DEFAULT_QUEUE, QUEUE
 from credit_tasks.simulator import Simulator
 
 from .conftest import BIN, ROOT, SessionWorker, service_env, wait_for
 
 README = (ROOT / "README.md").read_text()
 HOST_DB = 6  # the host app's broker and results
+FLEET_DB = 7  # the README fleet's broker and results
 
 
 def readme_block(after: str, lang: str) -> str:
@@ -36,6 +39,12 @@ def readme_inline(after: str) -> str:
     """The first `inline code` of the README after the text `after`."""
     start = README.index("`", README.index(after)) + 1
     return README[start : README.index("`", start)]
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The one README line that starts with `prefix`, split as a shell would."""
+    [line] = [line for line in README.splitlines() if line.startswith(prefix)]
+    return shlex.split(line, comments=True)
 
 
 def balance(sim: Simulator, usd: float) -> None:
@@ -143,7 +152,7 @@ def test_a_host_app_sends_the_credit_tasks_through_its_own_broker_in_either_impo
     assert done.stdout.split() == ["proj", "ok"]
     assert rdb.xlen("openrouter:credits:timeline") == 1
     # nothing went to the package's broker, REDIS_URL's database
-    assert rdb.llen("celery") == 0
+    assert [rdb.llen(q) for q in (QUEUE, DEFAULT_QUEUE)] == [0, 0]
 
 
 def test_the_readme_plain_script_sends_through_the_package_app_as_written(
@@ -166,3 +175,38 @@ def test_the_readme_plain_script_sends_through_the_package_app_as_written(
         assert done.returncode == 0, done.stderr
         assert "'status': 'ok'" in done.stdout
         assert "'remaining_usd': 42.0" in done.stdout
+
+
+def test_the_readme_fleet_runs_beats_checks_and_their_alerts_as_written(
+    sim: Simulator, redis_server: str, redis_url: str, rdb: redis.Redis, tmp_path: Path
+) -> None:
+    """The worker reads only `credits`; beat's check and the alert it dispatches get there."""
+    broker = flushed(f"{redis_server}/{FLEET_DB}")
+    env = service_env(
+        sim,
+        redis_server,
+        CELERY_BROKER_URL=broker,
+        CELERY_RESULT_BACKEND=broker,
+        CREDIT_CHECK_INTERVAL_MINUTES="0.05",  # every 3 s
+    )
+    state = tmp_path / "var-lib-credit-tasks"
+    state.mkdir()  # what the README's `install -d` does
+    worker_argv = readme_command("celery -A credit_tasks worker -E --queues=credits")
+    beat_argv = readme_command("celery -A credit_tasks beat --schedule=")
+    beat_argv = [arg.replace("/var/lib/credit-tasks", str(state)) for arg in beat_argv]
+    assert "--queues=credits" in worker_argv and beat_argv[-1].startswith("--schedule=")
+    balance(sim, 7.5)
+
+    def alert_delivered() -> bool:
+        ids = rdb.lrange("openrouter:alerts:list", 0, -1)
+        return bool(ids) and bool(rdb.hget(f"openrouter:alerts:{ids[0]}", "delivered_at"))
+
+    with (
+        running([str(BIN / worker_argv[0]), *worker_argv[1:]], env, tmp_path, tmp_path / "w.log"),
+        running([str(BIN / beat_argv[0]), *beat_argv[1:]], env, tmp_path, tmp_path / "b.log"),
+    ):
+        wait_for(alert_delivered, 60, "beat's check and its warning, through the fleet worker")
+    assert rdb.xlen("openrouter:credits:timeline") >= 1
+    [alert_id] = rdb.lrange("openrouter:alerts:list", 0, -1)
+    assert rdb.hget(f"openrouter:alerts:{alert_id}", "type") == "warning"
+    assert list(state.glob("celerybeat-schedule*"))
