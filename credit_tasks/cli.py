@@ -1,7 +1,8 @@
 """`credit-monitor`: check, monitor, history and status for people and cron jobs.
 
 Exit codes follow the Nagios plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown or
-error. Expected failures end in one line on stderr, never a traceback.
+error, for the worst status among the account, its runway and the keys (a skipped check is
+unknown). Expected failures end in one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 from . import history, notify
 from .alerts import remaining_text
-from .check import EXIT_CODES, CheckResult, run_check
+from .check import EXIT_CODES, CheckResult, run_check, stored_worst
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
@@ -38,8 +39,12 @@ def _num(value: float) -> str:
 
 
 def nagios_line(result: CheckResult, settings: Settings) -> str:
-    """`CREDITS WARNING - $8.00 left | remaining=8.00;10;5;0`, the plugin convention."""
-    label = f"CREDITS {result.status.value.upper()}"
+    """`CREDITS WARNING - $8.00 left | remaining=8.00;10;5;0`, the plugin convention.
+
+    The label is the worst status, as the exit code; the account's figure comes first, then
+    the runway or keys that are worse than ok.
+    """
+    label = f"CREDITS {result.worst.value.upper()}"
     snap = result.snapshot
     if snap is None:
         return f"{label} - {result.error or result.note or 'no data'}"
@@ -60,6 +65,8 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
             window_hours=settings.credit_burn_window_hours,
         )
         text = f"{remaining_text(about)} ({snap.source.replace('_', ' ')})"
+    if result.others_note:
+        text = f"{text}; {result.others_note}"
     if result.runway_hours is not None:
         perf.append(
             f"runway_hours={result.runway_hours:.1f};{settings.credit_runway_warning_hours:g};;0"
@@ -222,13 +229,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         current, monitoring = rt.store.current(), rt.store.monitoring_status()
         alerts = rt.store.recent_alerts(5)
     status = Status(current.get("status") or "unknown")
+    worst, others = stored_worst(current, monitoring)  # the exit code, as `check`'s was
     if args.json:
         print(json.dumps({"current": current, "monitoring": monitoring, "recent_alerts": alerts}))
-        return EXIT_CODES[status]
+        return EXIT_CODES[worst]
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
         return 3
-    print(f"Status:     {status.value.upper()}")
+    because = f" (account {status.value}, {others})" if others else ""
+    print(f"Status:     {worst.value.upper()}{because}")
     print(
         f"Remaining:  {_money(current.get('remaining_usd'))} "
         f"(source: {current.get('source') or '-'})"
@@ -255,7 +264,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} "
                 f"{a.get('message', '')}{pending}"
             )
-    return EXIT_CODES[status]
+    return EXIT_CODES[worst]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -41,6 +41,36 @@ def test_check_prints_a_nagios_line_and_exits_with_the_status_code(
     assert done.stderr == ""
 
 
+def test_a_critical_key_makes_check_and_status_exit_2_with_the_account_first(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    sim.add_key("sk-or-v1-customer-low", name="Low", limit=50.0, usage=48.0)  # $2 of $50
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    line = done.stdout.splitlines()[0]
+    assert line.startswith("CREDITS CRITICAL - $80.00 left (account); 1 key critical | ")
+    data = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert (data["status"], data["worst_status"]) == ("ok", "critical")
+    status = run_cli(env, "status", cwd=tmp_path)
+    assert status.returncode == 2
+    assert "Status:     CRITICAL (account ok, 1 key critical)" in status.stdout
+    assert run_cli(env, "status", "--json", cwd=tmp_path).returncode == 2
+
+
+def test_a_skipped_check_exits_3_and_says_why(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, rdb: redis.Redis
+) -> None:
+    balance(sim, 80.0)
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    balance(sim, 2.0)
+    rdb.set("openrouter:monitoring:lock", "another-check", px=60_000)
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stdout == "CREDITS UNKNOWN - skipped: another check is running\n"
+    assert json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)["skipped"] is True
+
+
 def test_check_is_the_default_command(sim: Simulator, env: dict[str, str], tmp_path: Path) -> None:
     balance(sim, 50.0)
     done = run_cli(env, cwd=tmp_path)
