@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from .text import duration, money
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
+CUT_SHORT = 141  # 128 + SIGPIPE: how a shell tool ends when the reader of its pipe left
 
 
 def _money(value: object) -> str:
@@ -323,10 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     # the CLI prints its own lines; keep library warnings for the log of a worker
     logging.getLogger("credit_tasks").setLevel(logging.ERROR)
+    code = CUT_SHORT
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
+    except BrokenPipeError:
+        # `history 48 | head`: the reader has what it wanted; the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except CreditTasksError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130
+    return code

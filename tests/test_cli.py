@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import redis
 from credit_tasks.cli import sparkline
 from credit_tasks.simulator import Simulator
 
-from .conftest import API_KEY, MANAGEMENT_KEY, run_cli, service_env, wait_for
+from .conftest import API_KEY, BIN, MANAGEMENT_KEY, run_cli, service_env, wait_for
 
 
 def balance(sim: Simulator, usd: float) -> None:
@@ -230,7 +232,6 @@ def test_no_secret_appears_in_any_output(
 
 
 def test_python_dash_m_is_the_same_command(env: dict[str, str], tmp_path: Path) -> None:
-    import subprocess
     import sys
 
     done = subprocess.run(
@@ -286,3 +287,28 @@ def test_keys_lists_every_key_least_remaining_first(
     assert table[1].startswith("Customer B") and "critical" in table[1]
     for key in ("sk-or-v1-customer-a", "sk-or-v1-customer-b", API_KEY, MANAGEMENT_KEY):
         assert key not in "\n".join(table) + json.dumps(rows)
+
+
+def test_history_into_a_pipe_whose_reader_left_ends_quietly(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`credit-monitor history 48 | head`: here the reader leaves before the first line."""
+    for usd in (40.0, 30.0):
+        balance(sim, usd)
+        run_cli(env, "check", cwd=tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [str(BIN / "credit-monitor"), "history", "48"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 141  # as a shell tool cut short by its reader
