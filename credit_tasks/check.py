@@ -52,9 +52,14 @@ _SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL
 UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
 
 
+def severity(status: Status) -> int:
+    """How bad `status` is: ok 0, unknown 1, warning 2, critical 3."""
+    return _SEVERITY[status]
+
+
 def worst_of(statuses: Iterable[Status]) -> Status:
     """The most severe of `statuses` (critical, warning, unknown, ok); ok when there are none."""
-    return max(statuses, key=_SEVERITY.__getitem__, default=Status.OK)
+    return max(statuses, key=severity, default=Status.OK)
 
 
 def others_note(runway: Status | None, keys: Iterable[Status]) -> str:

@@ -15,11 +15,11 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import history, notify
 from .alerts import remaining_text
-from .check import EXIT_CODES, CheckResult, run_check, stored_worst
+from .check import EXIT_CODES, CheckResult, run_check, severity, stored_worst
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
@@ -203,17 +203,31 @@ def _runway_text(current: dict[str, str], settings: Settings) -> str:
     )
 
 
+def key_order(row: dict[str, Any]) -> tuple[int, bool, float, str]:
+    """Worst status first, then the smallest share of its limit left; uncapped keys last."""
+    remaining, limit = row["remaining_usd"], row["limit_usd"]
+    share = None if remaining is None or limit is None else remaining / limit if limit > 0 else 0.0
+    return (-severity(Status(row["status"])), share is None, share or 0.0, row["name"])
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _open(settings) as rt:
-        rows = rt.store.keys_table()
-    # least remaining first; uncapped keys (no remaining) last
-    rows.sort(key=lambda r: (r["remaining_usd"] is None, r["remaining_usd"] or 0.0, r["name"]))
+        rows, checked_at = rt.store.keys_table(), rt.store.current().get("checked_at")
+    rows.sort(key=key_order)
     if args.json:
         print(json.dumps(rows))
         return 0
     if not rows:
-        print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
+        if settings.openrouter_management_key is None:
+            print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
+        elif checked_at:
+            print(
+                f"No keys recorded: the account listed none at the last check ({checked_at}); "
+                f"`{PROG} check` says so when the listing fails."
+            )
+        else:
+            print(f"No keys recorded yet: run `{PROG} check`.")
         return 0
     width = min(max(len(r["name"]) for r in rows), 32)
     print(f"{'name':<{width}}  {'label':<22} {'remaining':>12} {'limit':>12}  status")
@@ -297,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the current snapshot and monitoring status")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
-    keys = sub.add_parser("keys", help="every key of the account, least remaining first")
+    keys = sub.add_parser(
+        "keys", help="every key of the account, worst first, then least of its limit left"
+    )
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
     add_stack_parsers(sub)  # demo, run

@@ -312,3 +312,39 @@ def test_history_into_a_pipe_whose_reader_left_ends_quietly(
         os.close(write_end)
     assert done.stderr == ""
     assert done.returncode == 141  # as a shell tool cut short by its reader
+
+
+def test_keys_sorts_by_status_then_by_the_share_of_the_limit_left(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    sim.add_key("sk-or-v1-customer-big", name="Big", limit=50.0, usage=48.0)  # $2, 4 %
+    sim.add_key("sk-or-v1-customer-small", name="Small", limit=5.0, usage=3.5)  # $1.50, 30 %
+    sim.add_key("sk-or-v1-customer-mid", name="Mid", limit=10.0, usage=8.5)  # $1.50, 15 %
+    sim.add_key("sk-or-v1-customer-tight", name="Tight", limit=100.0, usage=97.0)  # $3, 3 %
+    run_cli(env, "check", cwd=tmp_path)
+    rows = json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)
+    assert [(r["name"], r["status"]) for r in rows] == [
+        ("Tight", "critical"),
+        ("Big", "critical"),
+        ("Mid", "warning"),
+        ("Small", "ok"),
+        ("App", "ok"),  # uncapped: last
+    ]
+
+
+def test_keys_with_the_management_key_and_no_key_listed_says_so(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    assert "No keys recorded yet: run `credit-monitor check`" in (
+        run_cli(env, "keys", cwd=tmp_path).stdout
+    )
+    sim.inject("data", data=[], path="/keys")  # the account lists no key
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    done = run_cli(env, "keys", cwd=tmp_path)
+    assert done.stdout.startswith("No keys recorded: the account listed none at the last check")
+    assert "OPENROUTER_MANAGEMENT_KEY" not in done.stdout
+    del env["OPENROUTER_MANAGEMENT_KEY"]
+    done = run_cli(env, "keys", cwd=tmp_path)
+    assert done.stdout.startswith("No keys recorded: set OPENROUTER_MANAGEMENT_KEY")
