@@ -121,17 +121,18 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     _open(settings).close()
     from .celery import app
 
-    schedule = Path(tempfile.gettempdir()) / f"{PROG}-{settings.credit_redis_prefix}-beat"
-    app.worker_main(
-        [
-            "worker",
-            "--beat",
-            f"--schedule={schedule}",
-            f"--loglevel={args.loglevel}",
-            "--concurrency=1",
-            f"--hostname={PROG}@%h",
-        ]
-    )
+    # beat's schedule is this monitor's own: two monitors on one machine must not share it
+    with tempfile.TemporaryDirectory(prefix=f"{PROG}-beat-") as state:
+        app.worker_main(
+            [
+                "worker",
+                "--beat",
+                f"--schedule={Path(state) / 'celerybeat-schedule'}",
+                f"--loglevel={args.loglevel}",
+                "--concurrency=1",
+                f"--hostname={PROG}@%h",
+            ]
+        )
     return 0
 
 

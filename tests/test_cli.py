@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -348,3 +349,29 @@ def test_keys_with_the_management_key_and_no_key_listed_says_so(
     del env["OPENROUTER_MANAGEMENT_KEY"]
     done = run_cli(env, "keys", cwd=tmp_path)
     assert done.stdout.startswith("No keys recorded: set OPENROUTER_MANAGEMENT_KEY")
+
+
+def test_each_monitor_keeps_its_beat_schedule_in_a_folder_of_its_own(
+    sim: Simulator, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credit_tasks import cli
+    from credit_tasks.celery import app
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    folders: list[Path] = []
+
+    def worker_main(argv: list[str]) -> None:
+        [schedule] = [a.split("=", 1)[1] for a in argv if a.startswith("--schedule=")]
+        folders.append(Path(schedule).parent)
+        assert folders[-1].is_dir()  # it exists while the monitor runs
+
+    monkeypatch.setattr(app, "worker_main", worker_main)
+    level = logging.getLogger("credit_tasks").level
+    try:
+        assert cli.main(["monitor"]) == 0
+        assert cli.main(["monitor"]) == 0
+    finally:
+        logging.getLogger("credit_tasks").setLevel(level)  # main() quiets it for the CLI
+    assert folders[0] != folders[1]
+    assert not any(folder.exists() for folder in folders)  # and is gone after
