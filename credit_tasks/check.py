@@ -1,9 +1,10 @@
 """One credit check: fetch, load, decide, commit, and hand back the alerts to deliver.
 
 No decision is made here: `rules.decide` makes it from what was fetched and loaded. Three
-Redis round trips: `claim` the lock, `load` the states and window, `commit` everything.
-Both faces use it: the `check_credits` task dispatches the alerts to `send_alert`, the
-CLI delivers them in-process through the same `notify.deliver`.
+Redis round trips: `claim` the lock, `load` the states, silences and window, `commit`
+everything. Both faces use it: the `check_credits` task dispatches the alerts to
+`send_alert`, the CLI delivers them in-process through the same `notify.deliver`; the alerts
+a silence, an ack or the account holds back are recorded and handed back apart, never sent.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class CheckResult:
     status: Status
     checked_at: datetime
     snapshot: Snapshot | None = None
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)  # to deliver
+    held: list[Alert] = field(default_factory=list)  # recorded, neither published nor sent
     error: str | None = None
     note: str | None = None
     skipped: bool = False
@@ -169,7 +171,15 @@ class CheckResult:
             "error": self.error,
             "note": self.note,
             "alerts": [{"id": a.id, "type": a.type.value} for a in self.alerts],
+            "held": [_held_row(a) for a in self.held],
         }
+
+
+def _held_row(alert: Alert) -> dict[str, object]:
+    row = alert.as_dict()
+    return {"id": alert.id, "type": alert.type.value, "subject": alert.subject} | {
+        k: row[k] for k in ("silenced_by", "acked_by", "inhibited_by") if k in row
+    }
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -195,6 +205,7 @@ def policy(settings: Settings) -> Policy:
         runway_warning_hours=settings.credit_runway_warning_hours,
         window_hours=settings.credit_burn_window_hours,
         unknown_after_failures=settings.credit_unknown_after_failures,
+        inhibit_when_account_critical=settings.credit_inhibit_when_account_critical,
     )
 
 
@@ -311,7 +322,7 @@ def _decide_and_commit(
     while True:
         loaded = store.load(subjects, window_start, now)
         observed = _observe(seen, loaded.window, loaded.consecutive_failures, now)
-        decision = decide(observed, loaded.states, the_policy, now)
+        decision = decide(observed, loaded.states, the_policy, now, loaded.silencing)
         alerts = [alert_for(d, alert_id=_new_id(), now=now) for d in decision.dues]
         cooldowns = [
             Cooldown(a.type.value, a.subject, a.id, the_policy.cooldown_s)
@@ -319,7 +330,14 @@ def _decide_and_commit(
             if d.sets_cooldown
         ]
         change = _record(seen, observed, decision, now)
-        change = replace(change, states=decision.states, alerts=alerts, cooldowns=cooldowns)
+        change = replace(
+            change,
+            states=decision.states,
+            alerts=alerts,
+            cooldowns=cooldowns,
+            acks_ended=[str(s) for s in decision.acks_ended],
+            silences_ended=list(decision.silences_ended),
+        )
         if store.commit(change, loaded, token):
             return _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
 
@@ -365,10 +383,12 @@ def _result(
     now: datetime,
     failures_before: int,
 ) -> CheckResult:
+    held = [a for a in alerts if not a.delivers]
+    alerts = [a for a in alerts if a.delivers]
     if seen.error is not None:
         reason = str(seen.error)
         log.warning("check failed (%d in a row): %s", failures_before + 1, reason)
-        return CheckResult(Status.UNKNOWN, now, alerts=alerts, error=reason)
+        return CheckResult(Status.UNKNOWN, now, alerts=alerts, held=held, error=reason)
     snapshot = seen.snapshot
     assert snapshot is not None
     note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
@@ -382,6 +402,7 @@ def _result(
         now,
         snapshot,
         alerts=alerts,
+        held=held,
         note=note,
         burn_rate_usd_per_hour=observed.burn_rate_usd_per_hour,
         runway_hours=observed.runway_hours,

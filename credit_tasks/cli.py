@@ -20,10 +20,12 @@ from typing import Any, NoReturn
 from . import history, notify
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check, severity, stored_worst
+from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
 from .settings import Settings, load_settings
+from .silences import ack_line, ack_row, held_note, silence_line, silence_row
 from .stack import add_parsers as add_stack_parsers
 from .text import duration, money
 
@@ -110,6 +112,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(nagios_line(result, settings))
         for alert in result.alerts:
             print(f"alert {alert.type.value}: {alert.message}")
+        for alert in result.held:
+            print(f"held {alert.type.value} ({held_note(alert.as_dict())}): {alert.message}")
     if result.error:
         print(f"{PROG}: {result.error}", file=sys.stderr)
     return result.exit_code
@@ -242,13 +246,25 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
+    now = datetime.now(UTC)
     with _open(settings) as rt:
         current, monitoring = rt.store.current(), rt.store.monitoring_status()
         alerts = rt.store.recent_alerts(5)
+        silenced, acked = rt.store.silencing(now)
     status = Status(current.get("status") or "unknown")
     worst, others = stored_worst(current, monitoring)  # the exit code, as `check`'s was
     if args.json:
-        print(json.dumps({"current": current, "monitoring": monitoring, "recent_alerts": alerts}))
+        print(
+            json.dumps(
+                {
+                    "current": current,
+                    "monitoring": monitoring,
+                    "recent_alerts": alerts,
+                    "silences": [silence_row(s, now) for s in silenced],
+                    "acks": [ack_row(a) for a in acked],
+                }
+            )
+        )
         return EXIT_CODES[worst]
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
@@ -271,14 +287,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Last error: {monitoring['last_error']}")
     if monitoring.get("unreadable_keys"):
         print(f"Unreadable keys: {monitoring['unreadable_keys'].replace(',', ', ')}")
+    for title, lines in (
+        ("Silences:", [silence_line(s, now) for s in silenced]),
+        ("Acknowledged:", [ack_line(a) for a in acked]),
+    ):
+        if lines:
+            print(title)
+            print("\n".join(f"  {line}" for line in lines))
     if alerts:
         print("Recent alerts:")
         for a in alerts:
-            pending = "" if a.get("delivered_at") else "  (not delivered yet)"
+            held = held_note(a)
+            pending = f"  ({held})" if held else ""
+            if not held and not a.get("delivered_at"):
+                pending = "  (not delivered yet)"
             if a.get("delivery_error"):
                 pending += f"  (delivery failed: {a['delivery_error']})"
             print(
-                f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} "
+                f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} {a.get('id', '')}  "
                 f"{a.get('message', '')}{pending}"
             )
     return EXIT_CODES[worst]
@@ -309,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print one JSON object")
     hist.add_argument("--rows", type=int, default=24, help="table rows at most (default 24)")
     hist.set_defaults(func=cmd_history)
-    status = sub.add_parser("status", help="the current snapshot and monitoring status")
+    status = sub.add_parser(
+        "status", help="the current snapshot, monitoring status, silences, acks and recent alerts"
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
     keys = sub.add_parser(
@@ -317,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
+    add_silence_parsers(sub)  # silence, ack
     add_stack_parsers(sub)  # demo, run
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser

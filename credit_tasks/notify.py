@@ -39,10 +39,14 @@ def deliver(
 ) -> Outcome:
     """Publish `alert` once and send it to every channel that has not had it yet.
 
-    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record.
+    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record. An alert
+    held back by a silence, an ack or the account is never published or sent, whoever asks.
     """
     now = now or datetime.now(UTC)
     alert_id = alert.id
+    if not alert.delivers:
+        log.info("alert %s %s held back: not delivered", alert.type.value, alert_id)
+        return Outcome(False, [])
     published = store.deliver(alert, now)
     if channels_error:  # after the delivery, which writes the record when it is new
         store.record_delivery_error(alert_id, channels_error)

@@ -42,6 +42,8 @@ _ALLOWED = {
     "credit_key_critical_percent": "a percent between 0 and 100, below CREDIT_KEY_WARNING_PERCENT",
     "credit_burn_window_hours": "a number of hours > 0, e.g. 24",
     "credit_runway_warning_hours": "a number of hours >= 0 (0 turns runway alerts off), e.g. 48",
+    "credit_inhibit_when_account_critical": "true or false (false: key and runway alerts go out "
+    "while the account is critical too)",
     "credit_retry_attempts": "a whole number >= 1, e.g. 4",
     "credit_retry_budget_s": "a number of seconds > 0, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
@@ -114,6 +116,8 @@ class Settings(BaseSettings):
     credit_key_critical_percent: float = Field(5.0, ge=0, le=100)
     credit_burn_window_hours: float = Field(24.0, gt=0)
     credit_runway_warning_hours: float = Field(48.0, ge=0)
+    # while the account is critical or out of money, its alert stands for the keys' and runway's
+    credit_inhibit_when_account_critical: bool = True
 
     credit_http_timeout_s: float = Field(10.0, gt=0)
     credit_retry_attempts: int = Field(4, ge=1)

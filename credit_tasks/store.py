@@ -2,9 +2,10 @@
 
 Redis errors are translated here, and only here, into `StoreError` with a line that says
 what to do. A check costs three round trips whatever the number of keys: `claim` (the lock),
-`load` (states, burn window, failure count) and `commit`, a script that compares and sets the
-alert states and writes the rest at once, so any number of concurrent checks on any number
-of workers commits each transition once. The store stores; what to write is decided elsewhere.
+`load` (states, silences and acks, burn window, failure count) and `commit`, a script that
+compares and sets the alert states (and the silences' version) and writes the rest at once,
+so any number of concurrent checks on any number of workers commits each transition once.
+The store stores; what to write is decided elsewhere.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from urllib.parse import urlsplit
 
 import redis
 
+from . import silences as codec
 from . import timeline
 from .alerts import Alert
 from .errors import StoreError
 from .history import Point
 from .keyspace import ALERTS_LIST_CAP, Keyspace
-from .rules import AlertState, Subject
+from .rules import Ack, AlertState, Silence, Silencing, Subject
 from .settings import Settings, redact_url
 
 P = ParamSpec("P")
@@ -38,6 +40,7 @@ _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has 
 # Sentinel, which is what the monitor supports (not Cluster).
 _COMMIT = """
 local plan = cjson.decode(ARGV[2])
+if plan.version and (redis.call('GET', KEYS[3]) or '') ~= plan.version then return 0 end
 for _, c in ipairs(plan.cas) do
   if (redis.call('HGET', KEYS[1], c[1]) or '') ~= c[2] then return 0 end
 end
@@ -64,6 +67,12 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL'
 if failed then return redis.error_reply(failed) end
 return 1
 """
+_ACK = """
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('INCR', KEYS[3])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -86,6 +95,8 @@ class Loaded:
     raw: dict[Subject, str | None]  # as stored: the commit compares against it
     window: list[Point]
     consecutive_failures: int
+    silencing: Silencing = field(default_factory=Silencing)
+    silencing_version: str = ""  # as stored: the commit compares against it
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,8 @@ class Commit:
     keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
     unreadable: list[str] | None = None  # /keys items not read; None leaves the last list
     error: str | None = None  # a failed check's reason
+    acks_ended: list[str] = field(default_factory=list)  # subjects whose ack is over
+    silences_ended: list[str] = field(default_factory=list)  # ids of silences past their end
 
     @classmethod
     def success(cls, now: datetime, status: str, figures: dict[str, Any], **more: Any) -> Commit:
@@ -142,6 +155,16 @@ def _state(raw: str | None) -> AlertState:
     return AlertState.from_json(json.loads(raw)) if raw else AlertState()
 
 
+def _silencing(silences: list[str], acks: list[str]) -> Silencing:
+    """The stored silences and acks; a record this version cannot read is left out."""
+    read = [codec.decode_silence(raw) for raw in silences]
+    acked = [codec.decode_ack(raw) for raw in acks]
+    return Silencing(
+        silences=tuple(sorted((s for s in read if s), key=lambda s: (s.ends_at, s.id))),
+        acks={a.subject: a for a in acked if a},
+    )
+
+
 def connect(url: str) -> redis.Redis:
     """A Redis client for `url` with short timeouts, so an outage fails fast."""
     return redis.Redis.from_url(
@@ -170,6 +193,7 @@ class Store:
         self.retention_s = retention_s
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._ack = client.register_script(_ACK)
         # without the query: redis-py also takes ?password=..., which redact_url leaves alone
         self._where = redact_url(url).split("?", 1)[0]
         parts = urlsplit(url)
@@ -248,20 +272,26 @@ class Store:
 
     @_translated
     def load(self, subjects: list[Subject], window_start: datetime, end: datetime) -> Loaded:
-        """The subjects' alert states, the burn window and the failure count: one round trip."""
+        """The subjects' alert states, the silences and acks, the burn window and the failure
+        count: one round trip."""
         names = [str(s) for s in subjects]
         pipe = self.redis.pipeline(transaction=False)
         if names:
             pipe.hmget(self.keys.alert_state, names)
         pipe.xrange(self.keys.timeline, min=_ms(window_start), max=_ms(end))
         pipe.hget(self.keys.monitoring_status, "consecutive_failures")
-        *raws, entries, failures = pipe.execute()
+        pipe.hvals(self.keys.silences)
+        pipe.hvals(self.keys.acks)
+        pipe.get(self.keys.silences_version)
+        *raws, entries, failures, silences, acks, version = pipe.execute()
         raw = dict(zip(subjects, raws[0] if raws else [], strict=True))
         return Loaded(
             states={s: _state(r) for s, r in raw.items()},
             raw=raw,
             window=[timeline.decode(entry_id, fields) for entry_id, fields in entries],
             consecutive_failures=int(failures or 0),
+            silencing=_silencing(silences, acks),
+            silencing_version=version or "",
         )
 
     @_translated
@@ -279,9 +309,11 @@ class Store:
             if raw != before:
                 cas.append([str(subject), before or "", raw])
         plan: dict[str, Any] = {"cas": cas, "cmds": self._commands(change)}
+        if loaded is not None:  # a silence or an ack written since the load: decide again
+            plan["version"] = loaded.silencing_version
         if change.point is not None:
             plan["point"] = self._point_command(change)
-        keys = [self.keys.alert_state, self.keys.check_lock]
+        keys = [self.keys.alert_state, self.keys.check_lock, self.keys.silences_version]
         return bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
 
     def record_success(
@@ -334,6 +366,10 @@ class Store:
         for cooldown in change.cooldowns:
             marker = k.alert_last(cooldown.type, cooldown.subject)
             cmds.append(["SET", marker, cooldown.alert_id, "EX", str(max(1, int(cooldown.ttl_s)))])
+        if change.acks_ended:
+            cmds.append(["HDEL", k.acks, *change.acks_ended])
+        if change.silences_ended:
+            cmds.append(["HDEL", k.silences, *change.silences_ended])
         return cmds
 
     def _point_command(self, change: Commit) -> list[str]:
@@ -421,3 +457,55 @@ class Store:
         for alert_id in ids:
             pipe.hgetall(self.keys.alert(alert_id))
         return [dict(record) for record in pipe.execute() if record]
+
+    @_translated
+    def add_silence(self, silence: Silence) -> None:
+        """Store a silence; the next check honours it (a check deciding now decides again)."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.silences, silence.id, codec.encode_silence(silence))
+        pipe.incr(self.keys.silences_version)
+        pipe.execute()
+
+    @_translated
+    def expire_silence(self, silence_id: str, now: datetime) -> Silence | None:
+        """End an active silence at once; None when there is no such active silence."""
+        silence = codec.decode_silence(self.redis.hget(self.keys.silences, silence_id) or "")
+        if silence is None or not silence.active(now):
+            return None
+        pipe = self.redis.pipeline()
+        pipe.hdel(self.keys.silences, silence_id)
+        pipe.incr(self.keys.silences_version)
+        pipe.execute()
+        return silence
+
+    @_translated
+    def silencing(self, now: datetime) -> tuple[list[Silence], list[Ack]]:
+        """The silences still running and the acks whose episode still lasts, soonest end first."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hvals(self.keys.silences)
+        pipe.hvals(self.keys.acks)
+        loaded = _silencing(*pipe.execute())
+        acks = sorted(loaded.acks.values(), key=lambda a: str(a.subject))
+        states = (
+            self.redis.hmget(self.keys.alert_state, [str(a.subject) for a in acks]) if acks else []
+        )
+        lasting = [a for a, raw in zip(acks, states, strict=True) if _state(raw).since == a.since]
+        return [s for s in loaded.silences if s.active(now)], lasting
+
+    @_translated
+    def alert_record(self, alert_id: str) -> dict[str, str]:
+        """An alert's stored record; empty when there is none (or it expired)."""
+        return dict(self.redis.hgetall(self.keys.alert(alert_id)))
+
+    @_translated
+    def alert_state(self, subject: Subject) -> tuple[str | None, AlertState]:
+        """A subject's alert state, raw as stored (for `put_ack`) and read."""
+        raw = self.redis.hget(self.keys.alert_state, str(subject))
+        return raw, _state(raw)
+
+    @_translated
+    def put_ack(self, ack: Ack, state_raw: str | None) -> bool:
+        """Store an ack unless the subject's state changed since `state_raw` was read."""
+        keys = [self.keys.alert_state, self.keys.acks, self.keys.silences_version]
+        args = [str(ack.subject), state_raw or "", codec.encode_ack(ack)]
+        return bool(self._ack(keys=keys, args=args))

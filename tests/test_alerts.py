@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_tasks.alerts import About, Alert, build_alert
+from credit_tasks import rules
+from credit_tasks.alerts import About, Alert, alert_for, build_alert
 from credit_tasks.rules import AlertType, Notice, Status, Thresholds
 
 T0 = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -297,3 +299,24 @@ def test_an_alert_comes_back_whole_from_its_task_argument(
 def test_what_is_not_an_alert_is_refused_in_one_line(data: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"^not an alert"):
         Alert.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("held", "field"),
+    [
+        ({"silenced_by": "s1"}, "silenced_by"),
+        ({"acked_by": "a0"}, "acked_by"),
+        ({"inhibited_by": "account"}, "inhibited_by"),
+    ],
+)
+def test_a_held_alert_says_so_on_its_record_and_comes_back_whole(
+    held: dict[str, str], field: str
+) -> None:
+    due = rules.Due(rules.ACCOUNT, Notice(W), WARNING, About(remaining_usd=1.0), TH)
+    alert = alert_for(replace(due, **held), alert_id="a1", now=T0)
+    data = json.loads(json.dumps(alert.as_dict()))
+    assert set(data) == EXPECTED_KEYS | {field}
+    assert data[field] == held[field]
+    assert alert.delivers is False
+    assert Alert.from_dict(data) == alert
+    assert alert_for(due, alert_id="a1", now=T0).delivers is True

@@ -73,7 +73,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("OPENROUTER_API_KEY", "sk-or-v1-clé", "OPENROUTER_API_KEY is invalid: set it to the key"),
     ("OPENROUTER_MANAGEMENT_KEY", "sk-or-v1-m\tx", "OPENROUTER_MANAGEMENT_KEY is invalid"),
 ]
-COMMANDS = [["check"], ["status"], ["history"], ["keys"]]
+COMMANDS = [["check"], ["status"], ["history"], ["keys"], ["silence", "list"]]
 
 
 @pytest.fixture

@@ -11,20 +11,21 @@ from typing import Any
 import pytest
 import redis
 
-from credit_tasks import notify
+from credit_tasks import notify, silences
 from credit_tasks.check import (
     SKIPPED_RUNNING,
     UNKNOWN_BALANCE_HINT,
+    policy,
     run_check,
     unreadable_note,
     worst_of,
 )
 from credit_tasks.client import OpenRouterClient
 from credit_tasks.keyspace import Keyspace
-from credit_tasks.rules import AlertType, Status
+from credit_tasks.rules import ACCOUNT, RUNWAY, AlertType, Observation, Status, decide
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
-from credit_tasks.store import Store
+from credit_tasks.store import Commit, Store
 
 from .conftest import API_KEY, make_settings
 
@@ -355,6 +356,7 @@ def test_a_check_costs_three_redis_round_trips_whatever_the_number_of_keys(
     )
     counted = Store(redis.Redis(connection_pool=pool), Keyspace(), retention_s=86400.0)
     check(settings, counted, T0)  # loads the scripts once
+    silence(counted, "*", "warning", 60)  # silences and acks are read in the same load
     if failing:
         sim.inject("status", status=500, times=100)
     _CountingConnection.sends = 0
@@ -519,3 +521,124 @@ def test_the_worst_status_ranks_critical_warning_unknown_ok(
     statuses: list[Status], worst: Status
 ) -> None:
     assert worst_of(statuses) is worst
+
+
+def published(pubsub: Any) -> list[dict[str, Any]]:
+    out = []
+    while (msg := pubsub.get_message(timeout=0.3)) is not None:
+        if msg["type"] == "message":
+            out.append(json.loads(msg["data"]))
+    return out
+
+
+@pytest.fixture
+def channel(rdb: redis.Redis) -> Iterator[Any]:
+    pubsub = rdb.pubsub()
+    pubsub.subscribe("openrouter-alerts")
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    yield pubsub
+    pubsub.close()
+
+
+def silence(store: Store, subject: str, kind: str, minutes: float, sid: str = "s1") -> None:
+    length = timedelta(minutes=minutes)
+    store.add_silence(silences.new_silence(sid, subject, kind, length, "known", T0))
+
+
+def test_a_silenced_warning_is_recorded_not_published_while_a_critical_still_is(
+    sim: Simulator, redis_url: str, store: Store, rdb: redis.Redis, channel: Any
+) -> None:
+    settings = make_settings(sim, redis_url, credit_runway_warning_hours=0)  # runway: below
+    silence(store, "account", "warning", 6 * 60)
+    balance(sim, 8.0)
+    warned = check(settings, store, T0)
+    assert warned.alerts == []
+    [held] = warned.held
+    assert (held.type, held.silenced_by) == (AlertType.WARNING, "s1")
+    assert warned.as_dict()["held"] == [
+        {"id": held.id, "type": "warning", "subject": "account", "silenced_by": "s1"}
+    ]
+    record = rdb.hgetall(f"openrouter:alerts:{held.id}")
+    assert (record["silenced_by"], record["delivered_at"]) == ("s1", "")
+    assert store.alert_state(ACCOUNT)[1].status is Status.WARNING  # the state moved on
+    balance(sim, 3.0)
+    escalated = check(settings, store, T0 + timedelta(minutes=1))
+    [critical] = escalated.alerts
+    assert [(m["id"], m["type"]) for m in published(channel)] == [(critical.id, "critical")]
+    assert rdb.lrange("openrouter:alerts:list", 0, -1) == [critical.id, held.id]
+
+
+def test_once_a_silence_ends_the_next_repeat_the_cooldown_allows_is_delivered(
+    sim: Simulator, settings: Settings, store: Store, channel: Any
+) -> None:
+    silence(store, "account", "any", 90)
+    balance(sim, 8.0)  # a constant balance: no spend, so no runway alert joins in
+    seen = []
+    for minutes in (0, 61, 100, 122):
+        result = check(settings, store, T0 + timedelta(minutes=minutes))
+        seen += [(minutes, "sent", a.type.value) for a in result.alerts]
+        seen += [(minutes, "held", a.type.value) for a in result.held]
+    assert seen == [(0, "held", "warning"), (61, "held", "warning"), (122, "sent", "warning")]
+    assert [m["type"] for m in published(channel)] == ["warning"]
+    assert store.redis.hlen("openrouter:alerts:silences") == 0  # the check dropped it
+
+
+def ack(store: Store, alert_id: str, now: datetime) -> None:
+    record = store.alert_record(alert_id)
+    raw, state = store.alert_state(silences.state_subject(record))
+    assert store.put_ack(silences.ack_for(alert_id, record, state, "on it", now), raw)
+
+
+def test_an_ack_stops_the_repeats_but_not_the_escalation(
+    sim: Simulator, settings: Settings, store: Store, channel: Any
+) -> None:
+    balance(sim, 8.0)
+    [warning] = check(settings, store, T0).alerts
+    ack(store, warning.id, T0 + timedelta(minutes=5))
+    repeat = check(settings, store, T0 + timedelta(minutes=61))
+    assert (repeat.alerts, [a.acked_by for a in repeat.held]) == ([], [warning.id])
+    balance(sim, 3.0)
+    [critical] = check(settings, store, T0 + timedelta(minutes=62)).alerts
+    assert store.silencing(T0 + timedelta(minutes=62))[1] == []
+    assert store.redis.hlen("openrouter:alerts:state:acks") == 0  # it ended with the episode
+    again = check(settings, store, T0 + timedelta(minutes=123))
+    assert [a.type.value for a in again.alerts] == ["critical"]
+    sent = [(m["id"], m["type"]) for m in published(channel)]
+    assert sent == [
+        (warning.id, "warning"),
+        (critical.id, "critical"),
+        (again.alerts[0].id, "critical"),
+    ]
+
+
+@pytest.mark.parametrize("inhibit", [True, False])
+def test_key_alerts_are_held_while_the_account_is_critical_unless_turned_off(
+    sim: Simulator, redis_url: str, store: Store, channel: Any, inhibit: bool
+) -> None:
+    settings = make_settings(sim, redis_url, credit_inhibit_when_account_critical=inhibit)
+    balance(sim, 3.0)
+    low = sim.add_key("sk-or-v1-customer-a", name="Customer A", limit=10.0, usage=9.0)
+    result = check(settings, store, T0)
+    sent = {(a.subject, a.type.value) for a in result.alerts}
+    held = {(a.subject, a.type.value, a.inhibited_by) for a in result.held}
+    if inhibit:
+        assert (sent, held) == ({("account", "critical")}, {(f"key:{low}", "warning", "account")})
+    else:
+        assert (sent, held) == ({("account", "critical"), (f"key:{low}", "warning")}, set())
+    assert {m["subject"] for m in published(channel)} == {s for s, _ in sent}
+
+
+def test_a_silence_written_between_load_and_commit_makes_the_check_decide_again(
+    store: Store, settings: Settings
+) -> None:
+    observed = Observation(remaining_usd=8.0, source="account")
+    loaded = store.load([ACCOUNT, RUNWAY], T0, T0)
+    decision = decide(observed, loaded.states, policy(settings), T0, loaded.silencing)
+    silence(store, "account", "warning", 60)
+    change = Commit(T0, states=decision.states)
+    assert store.commit(change, loaded) is False
+    assert store.redis.hget("openrouter:alerts:state", "account") is None  # nothing written
+    again = store.load([ACCOUNT, RUNWAY], T0, T0)
+    redone = decide(observed, again.states, policy(settings), T0, again.silencing)
+    assert [d.silenced_by for d in redone.dues] == ["s1"]
+    assert store.commit(Commit(T0, states=redone.states), again) is True

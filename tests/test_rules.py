@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -521,3 +522,219 @@ def test_nothing_left_or_less_is_critical_whatever_the_thresholds(
     th: Thresholds, remaining_usd: float
 ) -> None:
     assert classify(remaining_usd, OK, th) is CRITICAL
+
+
+# Silences, acks and inhibition: one more input to the decision, which marks what it holds
+# back. Each row: observed, stored states, the team's silencing, the policy's inhibition, and
+# the alerts due as (subject, type, silenced_by, acked_by, inhibited_by).
+
+
+def silence(
+    subject: str, kind: str = "any", ends_in_minutes: float = 60, sid: str = "s1"
+) -> rules.Silence:
+    return rules.Silence(sid, subject, kind, T0 + minutes(ends_in_minutes), "known")
+
+
+def ack(subject: rules.Subject, since_minutes_ago: float = 600) -> rules.Ack:
+    """An ack of the episode `state()` is in (since 600 minutes before T0), by default."""
+    return rules.Ack(subject, T0 - minutes(since_minutes_ago), "a1")
+
+
+def silencing(*silences: rules.Silence, acks: tuple[rules.Ack, ...] = ()) -> rules.Silencing:
+    return rules.Silencing(silences, {a.subject: a for a in acks})
+
+
+NONE = rules.Silencing()
+HOLD_ROWS = [
+    pytest.param(
+        seen(8.0),
+        {},
+        silencing(silence("account", "warning")),
+        True,
+        [("account", W, "s1", None, None)],
+        id="a silenced warning is held",
+    ),
+    pytest.param(
+        seen(2.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(silence("account", "warning")),
+        True,
+        [("account", C, None, None, None)],
+        id="an escalation to a type not covered goes",
+    ),
+    pytest.param(
+        seen(2.0),
+        {},
+        silencing(silence("account")),
+        True,
+        [("account", C, "s1", None, None)],
+        id="any type is covered by default",
+    ),
+    pytest.param(
+        seen(50.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(silence("account", "warning")),
+        True,
+        [("account", R, None, None, None)],
+        id="a resolved is its own type",
+    ),
+    pytest.param(
+        seen(8.0),
+        {},
+        silencing(silence("account", ends_in_minutes=0)),
+        True,
+        [("account", W, None, None, None)],
+        id="a silence that has ended holds nothing",
+    ),
+    pytest.param(
+        seen(8.0),
+        {},
+        silencing(silence("key:h1"), silence("account:runway", sid="s2")),
+        True,
+        [("account", W, None, None, None)],
+        id="another subject's silence holds nothing",
+    ),
+    pytest.param(
+        seen(50.0, keys=(key(1.5),)),
+        {},
+        silencing(silence("*")),
+        True,
+        [("key:h1", W, "s1", None, None)],
+        id="* covers every subject",
+    ),
+    pytest.param(
+        seen(50.0, burn_rate_usd_per_hour=2.0, runway_hours=25.0),
+        {},
+        silencing(silence("account:runway", "runway")),
+        True,
+        [("account:runway", AlertType.RUNWAY, "s1", None, None)],
+        id="the runway's own silence",
+    ),
+    pytest.param(
+        seen(8.0),
+        {ACC: state(WARNING, warning=61)},
+        silencing(acks=(ack(ACC),)),
+        True,
+        [("account", W, None, "a1", None)],
+        id="an acked condition's repeat is held",
+    ),
+    pytest.param(
+        seen(8.0),
+        {ACC: state(WARNING, warning=61)},
+        silencing(acks=(ack(ACC, since_minutes_ago=900),)),
+        True,
+        [("account", W, None, None, None)],
+        id="an ack of an earlier episode holds nothing",
+    ),
+    pytest.param(
+        seen(2.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(acks=(ack(ACC),)),
+        True,
+        [("account", C, None, None, None)],
+        id="a worse state goes despite the ack",
+    ),
+    pytest.param(
+        seen(50.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(acks=(ack(ACC),)),
+        True,
+        [("account", R, None, None, None)],
+        id="the end of an acked condition goes",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(1.5),)),
+        {},
+        NONE,
+        True,
+        [("account", C, None, None, None), ("key:h1", W, None, None, "account")],
+        id="an account critical inhibits a key warning",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(0.1),), burn_rate_usd_per_hour=1.0, runway_hours=2.0),
+        {},
+        NONE,
+        True,
+        [
+            ("account", C, None, None, None),
+            ("account:runway", AlertType.RUNWAY, None, None, "account"),
+            ("key:h1", C, None, None, "account"),
+        ],
+        id="and a key critical and the runway",
+    ),
+    pytest.param(
+        rules.Observation(remaining_usd=0.0, source="payment_required", keys=(key(1.5),)),
+        {},
+        NONE,
+        True,
+        [("account", C, None, None, None), ("key:h1", W, None, None, "account")],
+        id="a 402 inhibits too",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(9.0),)),
+        {KEY: state(WARNING, warning=5)},
+        NONE,
+        True,
+        [("account", C, None, None, None), ("key:h1", R, None, None, None)],
+        id="a key's resolved is not inhibited",
+    ),
+    pytest.param(
+        seen(8.0, keys=(key(1.5),)),
+        {},
+        NONE,
+        True,
+        [("account", W, None, None, None), ("key:h1", W, None, None, None)],
+        id="an account warning inhibits nothing",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(1.5),)),
+        {},
+        NONE,
+        False,
+        [("account", C, None, None, None), ("key:h1", W, None, None, None)],
+        id="inhibition turned off",
+    ),
+]
+
+
+@pytest.mark.parametrize(("observed", "stored", "held", "inhibit", "dues"), HOLD_ROWS)  # fmt: skip
+def test_decide_marks_the_alerts_a_silence_an_ack_or_the_account_holds_back(
+    observed: rules.Observation,
+    stored: dict[rules.Subject, AlertState],
+    held: rules.Silencing,
+    inhibit: bool,
+    dues: list[tuple[str, AlertType, str | None, str | None, str | None]],
+) -> None:
+    the_policy = replace(POLICY, inhibit_when_account_critical=inhibit)
+    decision = rules.decide(observed, stored, the_policy, T0, held)
+    assert [
+        (str(d.subject), d.notice.type, d.silenced_by, d.acked_by, d.inhibited_by)
+        for d in decision.dues
+    ] == dues
+    assert all(
+        d.delivers is (d.silenced_by is d.acked_by is d.inhibited_by is None) for d in decision.dues
+    )
+    # held back or not, the states and the statuses are the same: the cooldown runs
+    plain = rules.decide(observed, stored, the_policy, T0)
+    assert (decision.states, decision.statuses) == (plain.states, plain.statuses)
+
+
+def test_a_silenced_condition_repeats_on_its_cooldown_once_the_silence_ends() -> None:
+    held = silencing(silence("account", "warning", ends_in_minutes=90))
+    first = rules.decide(seen(8.0), {}, POLICY, T0, held)
+    during = rules.decide(seen(8.0), first.states, POLICY, T0 + minutes(60), held)
+    after = rules.decide(seen(8.0), during.states, POLICY, T0 + minutes(100), held)
+    due = rules.decide(seen(8.0), during.states, POLICY, T0 + minutes(120), held)
+    assert [d.silenced_by for d in first.dues + during.dues] == ["s1", "s1"]
+    assert after.dues == ()  # within the cooldown of the silenced repeat
+    assert [(d.notice.type, d.delivers) for d in due.dues] == [(W, True)]
+    assert due.silences_ended == ("s1",)
+
+
+def test_an_ack_ends_with_its_episode() -> None:
+    acked = silencing(acks=(ack(ACC),))
+    same = rules.decide(seen(8.0), {ACC: state(WARNING, warning=5)}, POLICY, T0, acked)
+    worse = rules.decide(seen(2.0), {ACC: state(WARNING, warning=5)}, POLICY, T0, acked)
+    unseen = rules.decide(seen(8.0), {}, POLICY, T0, silencing(acks=(ack(KEY),)))
+    assert (same.acks_ended, worse.acks_ended) == ((), (ACC,))
+    assert unseen.acks_ended == ()  # a key this check did not judge keeps its ack

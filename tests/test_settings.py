@@ -50,6 +50,7 @@ def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         ("credit_unknown_after_failures", 3),
         ("credit_history_retention_days", 90),
         ("credit_redis_prefix", "openrouter"),
+        ("credit_inhibit_when_account_critical", True),
         ("broker_url", "redis://localhost:6379/0"),
         ("result_backend", "redis://localhost:6379/0"),
     ],
@@ -84,6 +85,12 @@ def test_an_empty_environment_gives_the_documented_defaults(
         ("CREDIT_UNKNOWN_AFTER_FAILURES", "5", "credit_unknown_after_failures", 5),
         ("CREDIT_HISTORY_RETENTION_DAYS", "30", "credit_history_retention_days", 30),
         ("CREDIT_REDIS_PREFIX", "staging.or", "credit_redis_prefix", "staging.or"),
+        (
+            "CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL",
+            "false",
+            "credit_inhibit_when_account_critical",
+            False,
+        ),
         ("CELERY_BROKER_URL", "redis://broker:6379/1", "broker_url", "redis://broker:6379/1"),
         (
             "CELERY_RESULT_BACKEND",
@@ -165,6 +172,7 @@ def test_a_variable_set_to_empty_counts_as_unset(
         ("CREDIT_HISTORY_RETENTION_DAYS", "-90"),
         ("CREDIT_REDIS_PREFIX", "has space"),
         ("CREDIT_REDIS_PREFIX", "a:b"),
+        ("CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL", "maybe"),
         ("OPENROUTER_BASE_URL", "not a url"),
         ("OPENROUTER_BASE_URL", "openrouter.ai/api/v1"),
         ("OPENROUTER_BASE_URL", "ftp://openrouter.ai/api/v1"),
