@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from .errors import FetchError, KeyRejected
 from .history import Point, runway_hours
 from .readings import KeyInfo, Snapshot
 from .rules import (
+    RUNWAY,
     SPIKE,
     Decision,
     Failure,
@@ -49,7 +51,42 @@ SKIPPED_SCHEDULED = (
     "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
 )
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+# the worst of several statuses, as Nagios aggregators rank them: unknown only beats ok
+_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
 UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
+
+
+def severity(status: Status) -> int:
+    """How bad `status` is: ok 0, unknown 1, warning 2, critical 3."""
+    return _SEVERITY[status]
+
+
+def worst_of(statuses: Iterable[Status]) -> Status:
+    """The most severe of `statuses` (critical, warning, unknown, ok); ok when there are none."""
+    return max(statuses, key=severity, default=Status.OK)
+
+
+def others_note(runway: Status | None, keys: Iterable[Status], spike: Status | None = None) -> str:
+    """`runway warning, spike warning, 1 key critical`: what besides the account is not ok."""
+    parts = [f"runway {runway.value}"] if runway not in (None, Status.OK) else []
+    if spike not in (None, Status.OK):
+        parts.append(f"spike {spike.value}")
+    keys = list(keys)
+    for status in (Status.CRITICAL, Status.WARNING, Status.UNKNOWN):
+        if count := keys.count(status):
+            parts.append(f"{count} key{'s' if count != 1 else ''} {status.value}")
+    return ", ".join(parts)
+
+
+def stored_worst(current: Mapping[str, str], monitoring: Mapping[str, str]) -> tuple[Status, str]:
+    """The last recorded check's worst status, as its exit code was, and what besides the
+    account made it so; unknown when the checks now fail."""
+    account = Status(current.get("status") or Status.UNKNOWN.value)
+    failing = int(monitoring.get("consecutive_failures") or 0) > 0
+    if account is Status.UNKNOWN and failing:
+        return account, ""  # the keys and runway of an older check say nothing about now
+    worst = worst_of([account, Status(current.get("worst_status") or account.value)])
+    return worst, current.get("worst_note") or ""
 
 
 @dataclass(frozen=True)
@@ -76,7 +113,11 @@ class KeyStatus:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What one check found and which alerts it raised."""
+    """What one check found and which alerts it raised.
+
+    `status` is the account's (a skipped check's is the stored one); `worst`, which the exit
+    code follows, also counts the runway and the keys, and is unknown for a skipped check.
+    """
 
     status: Status
     checked_at: datetime
@@ -90,14 +131,27 @@ class CheckResult:
     runway_hours: float | None = None
     keys: list[KeyStatus] = field(default_factory=list)
     unreadable_keys: list[str] = field(default_factory=list)
+    keys_listed: bool = False  # False: no management key, or the listing failed
+    runway_status: Status | None = None  # None: no projection judged
     burn_span_hours: float | None = None
     spend: measure.Spend = field(default_factory=measure.Spend)
     spike: SpikeFigures | None = None
-    spike_status: Status | None = None
+    spike_status: Status | None = None  # None: no usual pace to judge a spike by
+
+    @property
+    def worst(self) -> Status:
+        if self.skipped:
+            return Status.UNKNOWN
+        others = [s for s in (self.runway_status, self.spike_status) if s]
+        return worst_of([self.status, *others, *(k.status for k in self.keys)])
+
+    @property
+    def others_note(self) -> str:
+        return others_note(self.runway_status, (k.status for k in self.keys), self.spike_status)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return EXIT_CODES[self.worst]
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-safe summary, free of secrets."""
@@ -107,6 +161,8 @@ class CheckResult:
             counts[k.status.value] += 1
         return {
             "status": self.status.value,
+            "worst_status": self.worst.value,
+            "runway_status": self.runway_status.value if self.runway_status else None,
             "checked_at": self.checked_at.isoformat(),
             "remaining_usd": snap.get("remaining_usd"),
             "usage_usd": snap.get("usage_usd"),
@@ -120,9 +176,10 @@ class CheckResult:
             "spend_week_usd": self.spend.week_usd,
             "spend_month_usd": self.spend.month_usd,
             "spike": self._spike_dict(),
+            # null: not listed (no management key, or the listing failed); else the counts
             "keys": (
                 {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
-                if self.keys or self.unreadable_keys
+                if self.keys_listed
                 else None
             ),
             "skipped": self.skipped,
@@ -220,7 +277,8 @@ def run_check(
         )
     committed = False
     try:
-        result = _decide_and_commit(settings, client, store, now, _fetch(client, now), claim.token)
+        seen = _fetch(client, now, management=settings.openrouter_management_key is not None)
+        result = _decide_and_commit(settings, client, store, now, seen, claim.token)
         committed = True  # the commit freed the lock
         return result
     finally:
@@ -239,9 +297,10 @@ class _Seen:
     error: FetchError | None = None
     keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
     keys_complete: bool = False  # every key of the account is named: stale states can go
+    listed: bool = False  # the account's keys were listed: a management key, and an answer
 
 
-def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
+def _fetch(client: OpenRouterClient, now: datetime, *, management: bool) -> _Seen:
     try:
         reading = client.read(now)
     except FetchError as exc:
@@ -260,10 +319,12 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         listing.unreadable,
         keys_note=listing.note,
         keys_complete=listing.complete,
+        listed=management,
     )
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
+    """A check that did not look: the stored status for the reader, but its worst is unknown."""
     stored = store.current().get("status") or Status.UNKNOWN.value
     log.info("check %s", note)
     return CheckResult(Status(stored), now, skipped=True, note=note)
@@ -387,9 +448,15 @@ def _record(
         return Commit(now, status, error=str(seen.error))
     assert seen.snapshot is not None and spent is not None
     spike = observed.spike
+    key_statuses = [s for subject, s in decision.statuses.items() if subject.kind == "key"]
     extra = {
         "burn_rate_usd_per_hour": _round(observed.burn_rate_usd_per_hour, 6),
         "runway_hours": _round(observed.runway_hours, 2),
+        # what `status` exits with, as `check` did
+        "worst_status": worst_of([decision.status, *decision.statuses.values()]).value,
+        "worst_note": others_note(
+            decision.statuses.get(RUNWAY), key_statuses, decision.statuses.get(SPIKE)
+        ),
         "burn_span_hours": _round(observed.burn_span_hours, 2),
         "spend_today_usd": spent.today_usd,
         "spend_week_usd": spent.week_usd,
@@ -454,6 +521,8 @@ def _result(
         runway_hours=observed.runway_hours,
         keys=_key_rows(seen.keys or [], decision),
         unreadable_keys=list(seen.unreadable),
+        keys_listed=seen.listed,
+        runway_status=decision.statuses.get(RUNWAY),
         burn_span_hours=observed.burn_span_hours,
         spike=observed.spike,
     )
