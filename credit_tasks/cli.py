@@ -13,13 +13,14 @@ import logging
 import os
 import sys
 import tempfile
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import history, notify, report
+from . import history, notify
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check, severity, stored_worst
+from .cli_report import add_parser as add_report_parser
 from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
@@ -221,43 +222,6 @@ def _spend_text(current: dict[str, str]) -> str:
     )
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    day = args.date or report.yesterday(datetime.now(UTC))
-    with _open(settings) as rt:
-        the_report = rt.report(day)
-    if args.json:
-        print(json.dumps(the_report.as_dict()))
-        return 0
-    r = the_report
-    print(f"OpenRouter daily report for {r.date} (UTC)")
-    print(f"  Spent:      {_money(r.spend_usd)}")
-    runway = f", {duration(r.runway_hours)} at the recent pace" if r.runway_hours else ""
-    print(f"  Balance:    {_money(r.balance_usd)} now{runway}")
-    counts = ", ".join(f"{n} {kind}" for kind, n in r.alerts.items()) or "none"
-    print(f"  Alerts:     {counts}")
-    for title, rows, name, usd in (
-        ("Models:   ", r.top_models, "model", "usage_usd"),
-        ("Providers:", r.top_providers, "provider", "usage_usd"),
-        ("Keys:     ", r.top_keys, "name", "spend_usd"),
-    ):
-        shown = ", ".join(f"{cut(str(row[name]), NAME_WIDTH)} {_money(row[usd])}" for row in rows)
-        print(f"  {title}  {shown or '-'}")
-    for note in r.notes:
-        print(f"  Not shown: {plain(note)}")
-    return 0
-
-
-def _past_day(text: str) -> str:
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"DATE must be YYYY-MM-DD, not {text!r}") from None
-    if day >= datetime.now(UTC).date():
-        raise argparse.ArgumentTypeError(f"DATE must be a completed UTC day, not {text}")
-    return day.isoformat()
-
-
 def key_order(row: dict[str, Any]) -> tuple[int, bool, float, str]:
     """Worst status first, then the smallest share of its limit left; uncapped keys last."""
     remaining, limit = row["remaining_usd"], row["limit_usd"]
@@ -413,10 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
-    day = sub.add_parser("report", help="a day's spend, alerts, top models, providers and keys")
-    day.add_argument("--date", type=_past_day, help="the UTC day, YYYY-MM-DD (default: yesterday)")
-    day.add_argument("--json", action="store_true", help="print one JSON object")
-    day.set_defaults(func=cmd_report)
+    add_report_parser(sub)  # report
     add_silence_parsers(sub)  # silence, ack
     add_stack_parsers(sub)  # demo, run
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
