@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
-from . import history, notify
+from . import notify, rollup
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check
 from .errors import CreditTasksError
@@ -141,12 +141,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     settings = load_settings()
     end = datetime.now(UTC)
     with _open(settings) as rt:
-        points = rt.store.history(end - timedelta(hours=args.hours), end)
-    answer = history.report(args.hours, points)
+        width_s, buckets = rt.store.buckets(end - timedelta(hours=args.hours), end)
+    answer = rollup.report(args.hours, width_s, buckets)
     if args.json:
         print(json.dumps(answer))
         return 0
-    if not points:
+    if not buckets:
         print(
             f"No checks recorded in the last {args.hours:g} h: run `{PROG} check` "
             "or start the worker with beat."
@@ -154,9 +154,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     summary = answer["summary"]
     assert isinstance(summary, dict)
-    known = [p.remaining_usd for p in points if p.remaining_usd is not None]
-    print(f"Balance over the last {args.hours:g} h ({len(points)} checks)")
-    print(f"  {sparkline(known)}")
+    print(
+        f"Balance over the last {args.hours:g} h ({summary['points']} checks, "
+        f"in buckets of {rollup.width_text(width_s)})"
+    )
+    print(f"  {sparkline([b.min_usd for b in buckets])}")
     print(
         f"  first {_money(summary['first_remaining_usd'])}  last "
         f"{_money(summary['last_remaining_usd'])}  min {_money(summary['min_remaining_usd'])}"
@@ -171,15 +173,15 @@ def cmd_history(args: argparse.Namespace) -> int:
         line += f", {duration(float(str(runway)))} left at that pace"
     print(line)
     print()
-    print(f"{'time (UTC)':<20} {'remaining':>12} {'usage':>12}  status    source")
-    step = max(1, -(-len(points) // args.rows))
-    shown = points[::step]
-    if shown[-1] is not points[-1]:
-        shown.append(points[-1])
-    for p in shown:
+    print(f"{'bucket (UTC)':<20} {'min':>12} {'max':>12} {'last':>12}  checks")
+    step = max(1, -(-len(buckets) // args.rows))
+    shown = buckets[::step]
+    if shown[-1] is not buckets[-1]:
+        shown.append(buckets[-1])
+    for b in shown:
         print(
-            f"{p.timestamp:%Y-%m-%d %H:%M:%S} {_money(p.remaining_usd):>12} "
-            f"{_money(p.usage_usd):>12}  {p.status:<9} {p.source}"
+            f"{b.start:%Y-%m-%d %H:%M:%S} {_money(b.min_usd):>12} {_money(b.max_usd):>12} "
+            f"{_money(b.last_usd):>12}  {b.checks}"
         )
     return 0
 

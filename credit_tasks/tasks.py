@@ -17,7 +17,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
-from . import history, notify
+from . import notify, rollup
 from .check import run_check
 from .errors import CreditTasksError, StoreError
 from .runtime import Runtime
@@ -132,7 +132,7 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
 
 @shared_task(name="credit_tasks.credit_history")
 def credit_history(hours: float = 24) -> dict[str, object]:
-    """History points of the last `hours`, oldest first, with their summary."""
+    """The last `hours` in at most 1,000 buckets (min, max, last), oldest first, summarized."""
     end = datetime.now(UTC)
-    points = runtime().store.history(end - timedelta(hours=float(hours)), end)
-    return history.report(float(hours), points)
+    width_s, buckets = runtime().store.buckets(end - timedelta(hours=float(hours)), end)
+    return rollup.report(float(hours), width_s, buckets)
