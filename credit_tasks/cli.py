@@ -24,6 +24,7 @@ from .runtime import Runtime
 from .settings import Settings, load_settings
 from .stack import add_parsers as add_stack_parsers
 from .text import duration, money
+from .web.command import add_parser as add_serve_parser
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
@@ -221,11 +222,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _open(settings) as rt:
-        current, monitoring = rt.store.current(), rt.store.monitoring_status()
-        alerts = rt.store.recent_alerts(5)
+        answer = rt.store.overview(5)  # the web's /api/status answers the same
+    current, monitoring = answer["current"], answer["monitoring"]
+    alerts = answer["recent_alerts"]
     status = Status(current.get("status") or "unknown")
     if args.json:
-        print(json.dumps({"current": current, "monitoring": monitoring, "recent_alerts": alerts}))
+        print(json.dumps(answer))
         return EXIT_CODES[status]
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
@@ -292,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
     add_stack_parsers(sub)  # demo, run
+    add_serve_parser(sub)
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser
 
