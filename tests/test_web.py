@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from credit_tasks import notify, rollup
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
+from credit_tasks.runtime import Runtime
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Commit, Store
@@ -335,3 +336,55 @@ def test_serve_refuses_a_public_address_without_auth_in_one_line(
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "CREDIT_WEB_AUTH" in lines[0], done.stderr
+
+
+def test_no_secret_reaches_the_page_the_json_or_the_metrics(sim: Simulator, own_redis: Any) -> None:
+    """Real checks with every secret set, a failing channel whose URL holds a token, then
+    every answer of the web face is searched for each secret."""
+    server = own_redis("--requirepass", "redis-pw-9d2c4e1f7a")
+    secrets = {
+        "the Redis password": "redis-pw-9d2c4e1f7a",
+        "the web password": "web-pw-3b8e0c6d2f",
+        "the channel token": "chan-tok-6a1f9e3c7b",
+    }
+    settings = make_settings(
+        sim,
+        f"redis://:{secrets['the Redis password']}@127.0.0.1:{server.port}/0",
+        credit_web_auth=f"ops:{secrets['the web password']}",
+        credit_alert_urls=f"json://127.0.0.1:1/hook?token={secrets['the channel token']}",
+    )
+    secrets["the API key"] = settings.require_api_key().get_secret_value()
+    assert settings.openrouter_management_key is not None
+    secrets["the management key"] = settings.openrouter_management_key.get_secret_value()
+    customer = "sk-or-v1-customer-7e2a9c4b1d6f8e0a3c5b7d9f"
+    secrets["a customer's key"] = customer
+    sim.add_key(customer, name="Customer K", limit=10.0, usage=9.9)
+    with Runtime(settings) as rt:
+        for usd in (20.0, 3.0):
+            balance(sim, usd)
+            result = run_check(settings, rt.client, rt.store)
+            for alert in result.alerts:
+                notify.deliver_with_retries(
+                    rt.store, alert.as_dict(), rt.channels, attempts=1, backoff_s=0
+                )
+        assert any(
+            a.get("delivery_error") or a.get("channels_failed") for a in rt.store.recent_alerts(10)
+        )
+        with TestClient(create_app(settings, rt.store)) as client:
+            auth = ("ops", secrets["the web password"])
+            answers = [
+                client.get(path, auth=auth).text
+                for path in (
+                    "/",
+                    "/?range=90d",
+                    "/api/status",
+                    "/api/history?hours=24",
+                    "/metrics",
+                    "/healthz",
+                )
+            ]
+    text = "\n".join(answers)
+    assert "$3.00" in text and "Customer K" in text  # the answers hold the data
+    for name, secret in secrets.items():
+        middle = secret[12:-3] if len(secret) > 24 else secret  # labels show 12 + 3 chars
+        assert secret not in text and middle not in text, f"{name} leaked"
