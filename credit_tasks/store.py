@@ -565,7 +565,7 @@ class Store:
         return {
             "current": dict(current),
             "monitoring": dict(monitoring),
-            "keys": [json.loads(row) for row in keys],
+            "keys": json.loads(f"[{','.join(keys)}]"),  # one parse, not 10,000
             "alerts_sent": {t: int(n) for t, n in sent.items()},
         }
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -19,7 +20,7 @@ from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
 from credit_tasks.web import create_app
-from credit_tasks.web.metrics import NAMES
+from credit_tasks.web.metrics import NAMES, exposition, registry
 
 from .conftest import MANAGEMENT_KEY
 
@@ -151,3 +152,42 @@ def test_promtool_accepts_the_exposition(
         [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_exposition_is_byte_for_byte_what_prometheus_client_writes(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    for i, name in enumerate(['Quote " here', "back \\ slash", "new\nline", "café ✓", ""]):
+        sim.add_key(f"sk-or-v1-odd-name-{i}-0123456789abcdef", name=name, limit=5.0 + i, usage=1.0)
+    sim.add_key("sk-or-v1-no-cap-0123456789abcdef", name="Uncapped")
+    for usd in (20.0, 4.0):
+        balance(sim, usd)
+        check(settings, store)
+    reg = registry(lambda: store)
+    ours = exposition(reg)
+    assert ours == generate_latest(reg)
+    assert b'key_name="Quote \\" here"' in ours and b'key_name="back \\\\ slash"' in ours
+    assert b"openrouter_alerts_sent_total{" in ours
+
+
+class _Stored:
+    """A store's scrape, as given: for label values no check would store."""
+
+    def __init__(self, rows: list[dict[str, object]]) -> None:
+        self.rows = rows
+
+    def scrape(self) -> dict[str, Any]:
+        current = {"remaining_usd": "1e6", "status": "ok", "runway_hours": "inf"}
+        return {"current": current, "monitoring": {}, "keys": self.rows, "alerts_sent": {}}
+
+
+def test_the_exposition_escapes_as_prometheus_client_does_whatever_the_label() -> None:
+    rows: list[dict[str, object]] = [
+        {"hash": "a", "name": "new\nline", "limit_usd": 1.5, "remaining_usd": -0.25},
+        {"hash": 'q"uote', "name": "\\", "limit_usd": None, "status": "warning"},
+        {"hash": "c", "name": None, "remaining_usd": "12", "status": "critical"},
+    ]
+    reg = registry(lambda: _Stored(rows))  # type: ignore[arg-type, return-value]
+    ours = exposition(reg)
+    assert ours == generate_latest(reg)
+    assert b'key_name="new\\nline"' in ours and b'key_hash="q\\"uote"' in ours

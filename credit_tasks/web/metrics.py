@@ -12,8 +12,11 @@ import math
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from ..errors import CreditTasksError
 from ..rules import AlertType
@@ -39,6 +42,8 @@ KEY_LABELS = ("key_hash", "key_name")
 
 
 def _number(value: object) -> float | None:
+    if isinstance(value, float | int):  # as the key table's JSON holds them: no parsing
+        return float(value) if math.isfinite(value) else None
     if value is None or value == "":
         return None
     try:
@@ -141,14 +146,53 @@ class CreditCollector(Collector):
             "A key's status: 0 ok, 1 warning, 2 critical, 3 unknown",
             labels=KEY_LABELS,
         )
+        # samples appended whole: add_metric's per-call checks cost a third of a 10,000-key scrape
+        add_limit, add_left, add_status = (f.samples.append for f in (limit, left, status))
+        codes = {k: float(v) for k, v in STATUS_VALUES.items()}
         for row in rows:
-            labels = [str(row.get("hash", "")), str(row.get("name") or "")]
+            labels = {"key_hash": str(row.get("hash", "")), "key_name": str(row.get("name") or "")}
             if (value := _number(row.get("limit_usd"))) is not None:
-                limit.add_metric(labels, value)
+                add_limit(Sample(limit.name, labels, value, None, None))
             if (value := _number(row.get("remaining_usd"))) is not None:
-                left.add_metric(labels, value)
-            status.add_metric(labels, float(STATUS_VALUES.get(str(row.get("status")), 3)))
+                add_left(Sample(left.name, labels, value, None, None))
+            add_status(
+                Sample(status.name, labels, codes.get(str(row.get("status")), 3.0), None, None)
+            )
         yield from (limit, left, status)
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def exposition(reg: CollectorRegistry) -> bytes:
+    """The text format of `reg`, byte for byte as `generate_latest` writes it, in a fraction
+    of its time for 30,000 labelled samples: our families are gauges and counters whose
+    names and label names are known to be valid, so only label values need escaping."""
+    families = list(reg.collect())
+    if any(f.type not in ("gauge", "counter") for f in families) or any(
+        s.timestamp is not None or s.exemplar is not None for f in families for s in f.samples
+    ):
+        return generate_latest(reg)  # anything else: the library's own writer
+    out: list[str] = []
+    written: dict[int, str] = {}  # a key's three samples share one labels dict: format it once
+    for family in families:
+        name = family.name + ("_total" if family.type == "counter" else "")
+        doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n")
+        for s in family.samples:
+            value = floatToGoString(s.value)  # type: ignore[no-untyped-call]
+            if s.labels:
+                labels = written.get(id(s.labels))
+                if labels is None:
+                    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+                    written[id(s.labels)] = labels
+                out.append(f"{s.name}{{{labels}}} {value}\n")
+            else:
+                out.append(f"{s.name} {value}\n")
+    return "".join(out).encode()
 
 
 def registry(store: Callable[[], Store]) -> CollectorRegistry:
