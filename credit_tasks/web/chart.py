@@ -41,7 +41,7 @@ def _nice_step(span: float, ticks: int = 4) -> float:
 
 def _time_label(when: datetime, span_s: float) -> str:
     if span_s <= 2 * 86400:
-        return when.strftime("%H:%M")
+        return when.strftime("%H:%M:%S" if span_s <= 600 else "%H:%M")
     return when.strftime("%b %d %H:%M" if span_s <= 10 * 86400 else "%b %d")
 
 
