@@ -495,7 +495,9 @@ class Store:
                 self.keys.timeline, max=_ms(end), min=start_ms, count=rollup.MAX_BUCKETS
             )
             points = [timeline.decode(i, f) for i, f in reversed(entries)]
-            width = rollup.width_for(span_s)
+            # from the first check on: a young history is not squeezed into a few buckets
+            since = max(start, points[0].timestamp) if points else start
+            width = rollup.width_for(max(1.0, (end - since).total_seconds()))
             return width, rollup.bucketize(points, width)
         width = rollup.width_for(span_s, level)
         return (width, rollup.merge(stored, width)) if width > level else (level, stored)

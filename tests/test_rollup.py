@@ -181,6 +181,14 @@ def test_short_ranges_are_read_from_the_checks_and_long_ones_from_the_levels(sto
     )
 
 
+def test_a_young_history_is_bucketed_from_its_first_check_not_the_range(store: Store) -> None:
+    series = walk(30, 4)  # two minutes of checks every 4 s, asked over a day
+    _record(store, series)
+    end = series[-1].timestamp
+    width, buckets = store.buckets(end - timedelta(hours=24), end)
+    assert width == 1 and len(buckets) == 30
+
+
 def test_history_written_before_the_levels_is_read_from_its_newest_checks(
     store: Store, rdb: redis.Redis
 ) -> None:
