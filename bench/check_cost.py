@@ -51,12 +51,17 @@ class _CountingConnection(redis.Connection):
 
 
 class Floor:
-    """The bare minimum a check does: two raw GETs and one pipelined write."""
+    """The bare minimum a check does: two raw GETs and one pipelined write.
 
-    def __init__(self, base_url: str, client: Any, keys: Keyspace) -> None:
+    `with_keys` adds the raw GET of `/keys` that a check with a management key also needs,
+    for a second, stricter comparison beside the issue's floor.
+    """
+
+    def __init__(self, base_url: str, client: Any, keys: Keyspace, with_keys: bool = False) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=5.0)
         self.redis = client
         self.keys = keys
+        self.with_keys = with_keys
         self._api = {"Authorization": f"Bearer {API_KEY}"}
         self._management = {"Authorization": f"Bearer {MANAGEMENT_KEY}"}
 
@@ -67,6 +72,8 @@ class Floor:
         now = datetime.now(UTC)
         key = self.http.get("key", headers=self._api).json()["data"]
         credits = self.http.get("credits", headers=self._management).json()["data"]
+        if self.with_keys:
+            self.http.get("keys?offset=0&include_disabled=false", headers=self._management).json()
         balance = credits["total_credits"] - credits["total_usage"]
         current = {
             "checked_at": now.isoformat(),
@@ -160,8 +167,10 @@ def run(svc: Services, *, reps: int) -> dict[str, Any]:
     day = a_day_of_checks(store.redis, store.keys, settings.check_interval_s, store.retention_s)
     floor_redis = connect(url)
     floor = Floor(svc.sim.base_url, floor_redis, floor_keys)
+    listing = Floor(svc.sim.base_url, floor_redis, Keyspace("bench-floor-keys"), with_keys=True)
     project: list[float] = []
     bare: list[float] = []
+    bare_keys: list[float] = []
     try:
         with OpenRouterClient(settings) as api:
 
@@ -178,21 +187,28 @@ def run(svc: Services, *, reps: int) -> dict[str, Any]:
                 check()
                 keep_a_day()
                 floor.check()
+                listing.check()
             for i in range(reps):
-                # alternate who goes first, so neither always runs on a warmer cache
-                order = ((check, project, keep_a_day), (floor.check, bare, lambda: None))
-                for call, samples, after in order if i % 2 == 0 else order[::-1]:
+                # rotate who goes first, so none always runs on a warmer cache
+                order = [
+                    (check, project, keep_a_day),
+                    (floor.check, bare, lambda: None),
+                    (listing.check, bare_keys, lambda: None),
+                ]
+                for call, samples, after in order[i % 3 :] + order[: i % 3]:
                     started = time.perf_counter()
                     call()
                     samples.append(time.perf_counter() - started)
                     after()
     finally:
         floor.close()
+        listing.close()
         floor_redis.close()
         store.close()
     counts = _counted(svc, settings, floor_keys)
     flushdb(url)
     run_stats, floor_stats = summary_ms(project), summary_ms(bare)
+    keys_stats = summary_ms(bare_keys)
     return {
         "reps": reps,
         "timeline_points": day,
@@ -200,4 +216,6 @@ def run(svc: Services, *, reps: int) -> dict[str, Any]:
         "floor": floor_stats | counts["floor"],
         "ratio_median": round(run_stats["median_ms"] / floor_stats["median_ms"], 3),
         "ratio_p95": round(run_stats["p95_ms"] / floor_stats["p95_ms"], 3),
+        "floor_with_keys": keys_stats,
+        "ratio_median_with_keys": round(run_stats["median_ms"] / keys_stats["median_ms"], 3),
     }

@@ -5,8 +5,10 @@ Pure: built from a rules `Notice` and the figures of the subject it is about.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from .rules import About, AlertType, Due, Notice, Status, Thresholds
 from .text import duration, money
@@ -33,9 +35,17 @@ class Alert:
     threshold_hours: float | None = None
     key_name: str | None = None
     key_label: str | None = None
+    silenced_by: str | None = None  # the silence's id
+    acked_by: str | None = None  # the acknowledged alert whose repeat this is
+    inhibited_by: str | None = None  # "account"
+
+    @property
+    def delivers(self) -> bool:
+        """Whether it is published and sent; a silenced, acked or inhibited one is only recorded."""
+        return self.silenced_by is None and self.acked_by is None and self.inhibited_by is None
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-safe; the fields of key and runway alerts appear only on those."""
+        """JSON-safe; the fields of key and runway alerts, and of held ones, appear only there."""
         out: dict[str, object] = {
             "id": self.id,
             "type": self.type.value,
@@ -53,8 +63,46 @@ class Alert:
             "threshold_hours": self.threshold_hours,
             "key_name": self.key_name,
             "key_label": self.key_label,
+            "silenced_by": self.silenced_by,
+            "acked_by": self.acked_by,
+            "inhibited_by": self.inhibited_by,
         }
         return out | {k: v for k, v in extras.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """The alert `as_dict` gave, back from a task's argument; ValueError when it is not one."""
+        try:
+            resolves = data.get("resolves")
+            return cls(
+                id=str(data["id"]),
+                type=AlertType(data["type"]),
+                subject=str(data["subject"]),
+                status=Status(data["status"]),
+                remaining_usd=_number(data.get("remaining_usd")),
+                threshold_usd=_number(data.get("threshold_usd")),
+                message=str(data["message"]),
+                timestamp=datetime.fromisoformat(str(data["timestamp"])),
+                resolves=AlertType(resolves) if resolves else None,
+                threshold_percent=_number(data.get("threshold_percent")),
+                runway_hours=_number(data.get("runway_hours")),
+                threshold_hours=_number(data.get("threshold_hours")),
+                key_name=_text_or_none(data.get("key_name")),
+                key_label=_text_or_none(data.get("key_label")),
+                silenced_by=_text_or_none(data.get("silenced_by")),
+                acked_by=_text_or_none(data.get("acked_by")),
+                inhibited_by=_text_or_none(data.get("inhibited_by")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an alert ({type(exc).__name__}: {exc})") from None
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def pace(about: About) -> str:
@@ -192,8 +240,8 @@ def build_alert(
 
 
 def alert_for(due: Due, *, alert_id: str, now: datetime) -> Alert:
-    """The full alert for an alert the decision calls for."""
-    return build_alert(
+    """The full alert for an alert the decision calls for, with what holds it back, if anything."""
+    alert = build_alert(
         due.notice,
         alert_id=alert_id,
         status=due.status,
@@ -202,4 +250,7 @@ def alert_for(due: Due, *, alert_id: str, now: datetime) -> Alert:
         about=due.about,
         percents=due.percents,
         threshold_hours=due.threshold_hours,
+    )
+    return replace(
+        alert, silenced_by=due.silenced_by, acked_by=due.acked_by, inhibited_by=due.inhibited_by
     )

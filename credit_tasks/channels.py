@@ -22,12 +22,13 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from apprise import Apprise, AppriseConfig, NotificationManager, NotifyBase, NotifyType
 
+from .alerts import Alert
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -165,23 +166,21 @@ def load_channels(spec: str | None) -> list[Channel]:
     return list(channels.values())
 
 
-def title_for(alert: Mapping[str, object]) -> str:
+def title_for(kind: str | None) -> str:
     """The notification title: the alert type, shouted unless it is good news."""
-    kind = str(alert.get("type") or "alert")
+    kind = kind or "alert"
     return f"{TITLE_PREFIX}: {kind if kind == 'resolved' else kind.upper()}"
 
 
-def send(
-    channels: Sequence[Channel], alert: Mapping[str, object], *, skip: Collection[str] = ()
-) -> list[str]:
+def send(channels: Sequence[Channel], alert: Alert, *, skip: Collection[str] = ()) -> list[str]:
     """Send `alert` to every channel not in `skip`; the ids of those that failed, in order.
 
     A failing channel never stops the others. Apprise's log line (host only) says why.
     """
-    title = title_for(alert)
-    body = str(alert.get("message") or title)  # Apprise refuses an empty body
-    notify_type = NotifyType(NOTIFY_TYPES.get(str(alert.get("type")), NotifyType.INFO.value))
-    alert_id = alert.get("id")
+    title = title_for(alert.type.value)
+    body = alert.message or title  # Apprise refuses an empty body
+    notify_type = NotifyType(NOTIFY_TYPES.get(alert.type.value, NotifyType.INFO.value))
+    alert_id = alert.id
     failed: list[str] = []
     for channel in channels:
         if channel.id in skip:

@@ -1,9 +1,10 @@
 """One credit check: fetch, load, decide, commit, and hand back the alerts to deliver.
 
 No decision is made here: `rules.decide` makes it from what was fetched and loaded. Three
-Redis round trips: `claim` the lock, `load` the states and window, `commit` everything.
-Both faces use it: the `check_credits` task dispatches the alerts to `send_alert`, the
-CLI delivers them in-process through the same `notify.deliver`.
+Redis round trips: `claim` the lock, `load` the states, silences and window, `commit`
+everything. Both faces use it: the `check_credits` task dispatches the alerts to
+`send_alert`, the CLI delivers them in-process through the same `notify.deliver`; the alerts
+a silence, an ack or the account holds back are recorded and handed back apart, never sent.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class CheckResult:
     status: Status
     checked_at: datetime
     snapshot: Snapshot | None = None
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)  # to deliver
+    held: list[Alert] = field(default_factory=list)  # recorded, neither published nor sent
     error: str | None = None
     note: str | None = None
     skipped: bool = False
@@ -114,7 +116,15 @@ class CheckResult:
             "error": self.error,
             "note": self.note,
             "alerts": [{"id": a.id, "type": a.type.value} for a in self.alerts],
+            "held": [_held_row(a) for a in self.held],
         }
+
+
+def _held_row(alert: Alert) -> dict[str, object]:
+    row = alert.as_dict()
+    return {"id": alert.id, "type": alert.type.value, "subject": alert.subject} | {
+        k: row[k] for k in ("silenced_by", "acked_by", "inhibited_by") if k in row
+    }
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -140,6 +150,7 @@ def policy(settings: Settings) -> Policy:
         runway_warning_hours=settings.credit_runway_warning_hours,
         window_hours=settings.credit_burn_window_hours,
         unknown_after_failures=settings.credit_unknown_after_failures,
+        inhibit_when_account_critical=settings.credit_inhibit_when_account_critical,
     )
 
 
@@ -196,6 +207,8 @@ class _Seen:
     unreadable: list[str] = field(default_factory=list)  # /keys items that could not be read
     keys_error: str | None = None
     error: FetchError | None = None
+    keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
+    keys_complete: bool = False  # every key of the account is named: stale states can go
 
 
 def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
@@ -208,7 +221,16 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         keys_error = f"keys not checked: {reading.keys_error}"
         log.warning("%s", keys_error)
         return _Seen(reading.snapshot, keys_error=keys_error)
-    return _Seen(reading.snapshot, reading.listing.keys, reading.listing.unreadable)
+    listing = reading.listing
+    if listing.note:
+        log.warning("%s", listing.note)
+    return _Seen(
+        reading.snapshot,
+        listing.keys,
+        listing.unreadable,
+        keys_note=listing.note,
+        keys_complete=listing.complete,
+    )
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
@@ -251,7 +273,7 @@ def _decide_and_commit(
     while True:
         loaded = store.load(subjects, window_start, now)
         observed = _observe(seen, loaded.window, loaded.consecutive_failures, now)
-        decision = decide(observed, loaded.states, the_policy, now)
+        decision = decide(observed, loaded.states, the_policy, now, loaded.silencing)
         alerts = [alert_for(d, alert_id=_new_id(), now=now) for d in decision.dues]
         cooldowns = [
             Cooldown(a.type.value, a.subject, a.id, the_policy.cooldown_s)
@@ -259,7 +281,14 @@ def _decide_and_commit(
             if d.sets_cooldown
         ]
         change = _record(seen, observed, decision, now)
-        change = replace(change, states=decision.states, alerts=alerts, cooldowns=cooldowns)
+        change = replace(
+            change,
+            states=decision.states,
+            alerts=alerts,
+            cooldowns=cooldowns,
+            acks_ended=[str(s) for s in decision.acks_ended],
+            silences_ended=list(decision.silences_ended),
+        )
         if store.commit(change, loaded, token):
             return _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
 
@@ -280,12 +309,17 @@ def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetim
         keys = {row.key.hash: row.as_dict() for row in _key_rows(seen.keys, decision)}
     # None when the keys were not listed: the last listing's unreadable keys stand
     unreadable = seen.unreadable if seen.keys is not None else None
+    # a listing that named every key lets the states of deleted or disabled keys go
+    keep = None
+    if seen.keys is not None and seen.keys_complete:
+        keep = sorted({k.hash for k in seen.keys} | set(seen.unreadable))
     return Commit.success(
         now,
         decision.status.value,
         seen.snapshot.as_dict() | extra,
         keys=keys,
         unreadable=unreadable,
+        keep_keys=keep,
     )
 
 
@@ -301,14 +335,17 @@ def _result(
     now: datetime,
     failures_before: int,
 ) -> CheckResult:
+    held = [a for a in alerts if not a.delivers]
+    alerts = [a for a in alerts if a.delivers]
     if seen.error is not None:
         reason = str(seen.error)
         log.warning("check failed (%d in a row): %s", failures_before + 1, reason)
-        return CheckResult(Status.UNKNOWN, now, alerts=alerts, error=reason)
+        return CheckResult(Status.UNKNOWN, now, alerts=alerts, held=held, error=reason)
     snapshot = seen.snapshot
     assert snapshot is not None
     note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
-    for more in (seen.keys_error, seen.unreadable and unreadable_note(seen.unreadable)):
+    unreadable = seen.unreadable and unreadable_note(seen.unreadable)
+    for more in (seen.keys_error, unreadable, seen.keys_note):
         if more:
             note = f"{note}; {more}" if note else more
     status = decision.status
@@ -318,6 +355,7 @@ def _result(
         now,
         snapshot,
         alerts=alerts,
+        held=held,
         note=note,
         burn_rate_usd_per_hour=observed.burn_rate_usd_per_hour,
         runway_hours=observed.runway_hours,

@@ -18,16 +18,20 @@ from typing import NoReturn
 from . import notify, rollup
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check
+from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
-from .settings import Settings, load_settings
+from .settings import MAX_RETENTION_DAYS, Settings, load_settings
+from .silences import ack_line, held_note, silence_line
 from .stack import add_parsers as add_stack_parsers
-from .text import duration, money
+from .text import cut, duration, money, plain
 from .web.command import add_parser as add_serve_parser
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
+NAME_WIDTH, LABEL_WIDTH = 32, 22  # the keys table's columns
+MAX_HISTORY_HOURS = MAX_RETENTION_DAYS * 24
 
 
 def _money(value: object) -> str:
@@ -86,11 +90,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings.require_api_key()
     with _open(settings) as rt:
         rt.channels_error  # noqa: B018  (a bad CREDIT_ALERT_URLS is said now, in one line)
+        if evicting := rt.store.eviction_warning():
+            print(f"{PROG}: {evicting}", file=sys.stderr)
         result = run_check(settings, rt.client, rt.store)
         for alert in result.alerts:
             notify.deliver_with_retries(
                 rt.store,
-                alert.as_dict(),
+                alert,
                 rt.channels,
                 attempts=settings.credit_alert_retry_attempts,
                 backoff_s=settings.credit_alert_retry_s,
@@ -102,6 +108,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(nagios_line(result, settings))
         for alert in result.alerts:
             print(f"alert {alert.type.value}: {alert.message}")
+        for alert in result.held:
+            print(f"held {alert.type.value} ({held_note(alert.as_dict())}): {alert.message}")
     if result.error:
         print(f"{PROG}: {result.error}", file=sys.stderr)
     return result.exit_code
@@ -209,26 +217,33 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if not rows:
         print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
         return 0
-    width = min(max(len(r["name"]) for r in rows), 32)
-    print(f"{'name':<{width}}  {'label':<22} {'remaining':>12} {'limit':>12}  status")
-    for r in rows:
+    # cut after cleaning, so a cut can never leave an escape sequence open
+    names = [cut(str(r["name"]), NAME_WIDTH) for r in rows]
+    width = max(4, *(len(n) for n in names))
+    print(f"{'name':<{width}}  {'label':<{LABEL_WIDTH}} {'remaining':>12} {'limit':>12}  status")
+    for r, name in zip(rows, names, strict=True):
         print(
-            f"{r['name'][:width]:<{width}}  {r['label']:<22} {_money(r['remaining_usd']):>12} "
-            f"{_money(r['limit_usd']):>12}  {r['status']}"
+            f"{name:<{width}}  {cut(str(r['label']), LABEL_WIDTH):<{LABEL_WIDTH}} "
+            f"{_money(r['remaining_usd']):>12} {_money(r['limit_usd']):>12}  "
+            f"{plain(str(r['status']))}"
         )
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
+    now = datetime.now(UTC)
     with _open(settings) as rt:
-        answer = rt.store.overview(5)  # the web's /api/status answers the same
+        answer = rt.store.overview(5, now)  # the web's /api/status answers the same
+        silenced, acked = rt.store.silencing(now)
     current, monitoring = answer["current"], answer["monitoring"]
-    alerts = answer["recent_alerts"]
+    alerts, warnings = answer["recent_alerts"], answer["warnings"]
     status = Status(current.get("status") or "unknown")
     if args.json:
         print(json.dumps(answer))
         return EXIT_CODES[status]
+    for warning in warnings:
+        print(f"Warning:    {warning}")
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
         return 3
@@ -245,19 +260,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{monitoring.get('last_success_at') or '-'}, "
         f"{monitoring.get('consecutive_failures') or 0} failure(s) in a row"
     )
+    # what Redis holds was cleaned before it was stored; cleaned again in case another writer
     if monitoring.get("last_error"):
-        print(f"Last error: {monitoring['last_error']}")
+        print(f"Last error: {plain(monitoring['last_error'])}")
     if monitoring.get("unreadable_keys"):
-        print(f"Unreadable keys: {monitoring['unreadable_keys'].replace(',', ', ')}")
+        print(f"Unreadable keys: {plain(monitoring['unreadable_keys'].replace(',', ', '))}")
+    for title, lines in (
+        ("Silences:", [silence_line(s, now) for s in silenced]),
+        ("Acknowledged:", [ack_line(a) for a in acked]),
+    ):
+        if lines:
+            print(title)
+            print("\n".join(f"  {line}" for line in lines))
     if alerts:
         print("Recent alerts:")
         for a in alerts:
-            pending = "" if a.get("delivered_at") else "  (not delivered yet)"
+            held = held_note(a)
+            pending = f"  ({held})" if held else ""
+            if not held and not a.get("delivered_at"):
+                pending = "  (not delivered yet)"
             if a.get("delivery_error"):
-                pending += f"  (delivery failed: {a['delivery_error']})"
+                pending += f"  (delivery failed: {plain(a['delivery_error'])})"
             print(
-                f"  {a.get('timestamp', '')[:19]}  {a.get('type', ''):<8} "
-                f"{a.get('message', '')}{pending}"
+                f"  {plain(a.get('timestamp', ''))[:19]}  {plain(a.get('type', '')):<8} "
+                f"{plain(a.get('id', ''))}  {plain(a.get('message', ''))}{pending}"
             )
     return EXIT_CODES[status]
 
@@ -287,12 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--json", action="store_true", help="print one JSON object")
     hist.add_argument("--rows", type=int, default=24, help="table rows at most (default 24)")
     hist.set_defaults(func=cmd_history)
-    status = sub.add_parser("status", help="the current snapshot and monitoring status")
+    status = sub.add_parser(
+        "status", help="the current snapshot, monitoring status, silences, acks and recent alerts"
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
     keys = sub.add_parser("keys", help="every key of the account, least remaining first")
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
+    add_silence_parsers(sub)  # silence, ack
     add_stack_parsers(sub)  # demo, run
     add_serve_parser(sub)
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
@@ -304,8 +333,11 @@ def _positive_hours(text: str) -> float:
         hours = float(text)
     except ValueError:
         hours = -1.0
-    if not 0 < hours < float("inf"):
-        raise argparse.ArgumentTypeError(f"HOURS must be a number > 0, not {text!r}")
+    # no history is kept longer than the longest retention; beyond it the clock overflows
+    if not 0 < hours <= MAX_HISTORY_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"HOURS must be a number > 0 and up to {MAX_HISTORY_HOURS:g} (ten years), not {text!r}"
+        )
     return hours
 
 

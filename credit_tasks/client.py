@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
@@ -42,6 +43,7 @@ from .readings import KeyInfo as KeyInfo
 from .readings import KeyListing, Reading
 from .readings import Snapshot as Snapshot
 from .settings import Settings
+from .text import plain
 
 log = logging.getLogger(__name__)
 
@@ -198,50 +200,65 @@ class OpenRouterClient:
         """Every enabled key of the account, with a management key; none without one.
 
         An item that cannot be read is skipped and named in `unreadable`; only a page that is
-        not a list of items makes the whole listing fail.
+        not a list of items makes the whole listing fail. Each hash counts once, and a page
+        that brings no new hash ends the listing (a server that ignores `offset` sends the
+        same page forever); the listing's note says so.
         """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
             return KeyListing()
-        listing = KeyListing()
-        for page_number in range(MAX_KEY_PAGES):
-            path = f"keys?offset={page_number * KEYS_PAGE_SIZE}&include_disabled=false"
+        listed = _Listed()
+        for page_number in range(1, MAX_KEY_PAGES + 1):
+            path = f"keys?offset={(page_number - 1) * KEYS_PAGE_SIZE}&include_disabled=false"
             try:
                 body = self._get(path, management_key, now)
             except _PaymentRequired as exc:
                 raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
             page = validate(KeysPage, body, "keys").data
+            named, duplicates = len(listed.hashes), listed.duplicates
             for index, raw in enumerate(page):
-                self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
+                self._read_item(raw, f"item {index + 1} of page {page_number}", listed)
             # no page-size parameter: a short page is the last
             if len(page) < KEYS_PAGE_SIZE:
-                break
-        return listing
+                return listed.listing(complete=True)
+            if len(listed.hashes) == named:
+                listed.duplicates = duplicates  # a repeated page is said as such, not per item
+                return listed.listing(
+                    f"/keys page {page_number} brought no new key: listing stopped there "
+                    "(does the server ignore offset?)"
+                )
+        return listed.listing(f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there")
 
-    def _read_item(self, raw: object, where: str, listing: KeyListing) -> None:
-        """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
+    def _read_item(self, raw: object, where: str, listed: _Listed) -> None:
+        """Add one `/keys` item to `listed`: a KeyInfo, or its name among the unreadable."""
         try:
             item = validate(KeyItem, raw, "keys")
         except MalformedAnswer as exc:
             named = raw.get("hash") if isinstance(raw, dict) else None
-            name = self._scrub(named) if isinstance(named, str) and named.strip() else where
-            log.warning("skipped an unreadable key (%s): %s", name, exc)
-            listing.unreadable.append(name)
+            name = self._scrub(named) if isinstance(named, str) else ""
+            log.warning("skipped an unreadable key (%s): %s", name or where, exc)
+            listed.skip(name or where, hashed=bool(name))
+            return
+        key_hash = self._scrub(item.hash)
+        if not key_hash:  # nothing left to name the key by: a subject needs a name
+            log.warning("skipped an unreadable key (%s): a blank hash", where)
+            listed.skip(where, hashed=False)
             return
         if item.disabled:
+            listed.hashes.add(key_hash)
             return
         remaining = item.limit_remaining
         if item.limit is not None and remaining is None:
             remaining = item.limit - item.usage
-        listing.keys.append(
+        listed.add(
             KeyInfo(
-                item.hash,
+                key_hash,
                 self._scrub_label(item.name) or "",
                 self._scrub_label(item.label) or "",
                 item.limit,
                 remaining,
                 item.usage,
-                item.limit_reset,
+                self._scrub_label(item.limit_reset),
             )
         )
 
@@ -344,11 +361,14 @@ class OpenRouterClient:
         return None if text is None else self._scrub(text)
 
     def _scrub(self, text: str) -> str:
-        """Server text made safe for a one-line message: no secrets, no newlines, short."""
+        """Server text made safe to store and show: no control or bidi character, no secret,
+        one line, short. Every text from the API passes here before it goes anywhere."""
+        # cleaned first: a zero-width character inside an echoed key would hide it from replace
+        text = plain(text)
         for secret in (self._api_key, self._settings.openrouter_management_key):
             if secret is not None and secret.get_secret_value():
                 text = text.replace(secret.get_secret_value(), "***")
-        return " ".join(text.split())[:200]
+        return text[:200]
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -396,6 +416,57 @@ class OpenRouterClient:
 
     def _connect_timeout_s(self) -> float:
         return min(5.0, self._settings.credit_http_timeout_s)
+
+
+@dataclass
+class _Listed:
+    """The `/keys` items read so far, one per hash."""
+
+    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    hashes: set[str] = field(default_factory=set)  # every hash named, disabled ones too
+    duplicates: int = 0
+    unnamed: bool = False  # an item was skipped with no hash to name it by
+
+    def add(self, key: KeyInfo) -> None:
+        if key.hash not in self.hashes:
+            self.hashes.add(key.hash)
+            self.keys[key.hash] = key
+            return
+        self.duplicates += 1
+        # two copies that disagree: the one with less left counts, whatever their order,
+        # so a duplicate can neither hide a low key nor make it flap between checks
+        kept = self.keys.get(key.hash)
+        if kept is not None and _less_left(key, kept):
+            self.keys[key.hash] = key
+
+    def skip(self, name: str, *, hashed: bool) -> None:
+        if not hashed:
+            self.unnamed = True
+        elif name in self.hashes:
+            self.duplicates += 1
+            return
+        else:
+            self.hashes.add(name)
+        self.unreadable.append(name)
+
+    def listing(self, stopped: str | None = None, *, complete: bool = False) -> KeyListing:
+        notes = [stopped] if stopped else []
+        if self.duplicates:
+            plural = "s" if self.duplicates != 1 else ""
+            notes.append(f"{self.duplicates} duplicate /keys item{plural} ignored")
+        return KeyListing(
+            list(self.keys.values()),
+            self.unreadable,
+            note="; ".join(notes) or None,
+            complete=complete and not self.unnamed,
+        )
+
+
+def _less_left(key: KeyInfo, than: KeyInfo) -> bool:
+    if key.remaining_usd is None:
+        return False
+    return than.remaining_usd is None or key.remaining_usd < than.remaining_usd
 
 
 def _spent_s(state: RetryCallState) -> float:

@@ -45,10 +45,13 @@ def burn_rate_usd_per_hour(points: list[Point]) -> float | None:
 
 
 def runway_hours(remaining_usd: float | None, rate_usd_per_hour: float | None) -> float | None:
-    """Hours until the balance reaches zero at `rate`; None without a balance or any spend."""
+    """Hours until the balance reaches zero at `rate`; None without a balance or any spend.
+
+    Nothing left, or less (an overspent key), is no time at all: 0, never negative.
+    """
     if remaining_usd is None or not rate_usd_per_hour or rate_usd_per_hour <= 0:
         return None
-    return remaining_usd / rate_usd_per_hour
+    return max(0.0, remaining_usd / rate_usd_per_hour)
 
 
 def summarize(points: list[Point]) -> dict[str, object]:

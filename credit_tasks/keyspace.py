@@ -47,6 +47,21 @@ class Keyspace:
         return f"{self.prefix}:alerts:state"
 
     @property
+    def silences(self) -> str:
+        """Active silences, id → JSON with their end; ended ones are dropped by the next check."""
+        return f"{self.prefix}:alerts:silences"
+
+    @property
+    def acks(self) -> str:
+        """Acknowledged conditions, subject → JSON naming the episode (the state's `since`)."""
+        return f"{self.prefix}:alerts:state:acks"
+
+    @property
+    def silences_version(self) -> str:
+        """Bumped by every write of a silence or an ack: a check's commit compares it."""
+        return f"{self.prefix}:alerts:silences:version"
+
+    @property
     def channel(self) -> str:
         return f"{self.prefix}-alerts"
 

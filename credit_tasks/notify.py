@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from . import channels as apprise_channels
+from .alerts import Alert
 from .channels import Channel
 from .store import Store
+
+MAX_BACKOFF_S = 120.0  # as send_alert's countdowns: 20 attempts must not sleep for days
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class Outcome:
 
 def deliver(
     store: Store,
-    alert: dict[str, Any],
+    alert: Alert,
     channels: Sequence[Channel] = (),
     now: datetime | None = None,
     *,
@@ -39,15 +41,19 @@ def deliver(
 ) -> Outcome:
     """Publish `alert` once and send it to every channel that has not had it yet.
 
-    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record.
+    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record. An alert
+    held back by a silence, an ack or the account is never published or sent, whoever asks.
     """
     now = now or datetime.now(UTC)
-    alert_id = str(alert["id"])
+    alert_id = alert.id
+    if not alert.delivers:
+        log.info("alert %s %s held back: not delivered", alert.type.value, alert_id)
+        return Outcome(False, [])
     published = store.deliver(alert, now)
     if channels_error:  # after the delivery, which writes the record when it is new
         store.record_delivery_error(alert_id, channels_error)
     if published:
-        log.info("alert %s %s published: %s", alert.get("type"), alert_id, alert.get("message"))
+        log.info("alert %s %s published: %s", alert.type.value, alert_id, alert.message)
     failed: list[str] = []
     if channels:
         done = store.channels_done(alert_id)
@@ -57,19 +63,19 @@ def deliver(
     return Outcome(published, failed)
 
 
-def give_up(store: Store, alert: dict[str, Any], failed: Sequence[str], attempts: int) -> None:
+def give_up(store: Store, alert: Alert, failed: Sequence[str], attempts: int) -> None:
     """Record on the alert that some channels never took it, for `credit-monitor status`."""
     error = (
         f"{len(failed)} channel(s) failed after {attempts} attempts: {', '.join(failed)} "
         "(channel ids; check CREDIT_ALERT_URLS)"
     )
-    log.error("alert %s: %s", alert.get("id"), error)
-    store.record_delivery_error(str(alert["id"]), error)
+    log.error("alert %s: %s", alert.id, error)
+    store.record_delivery_error(alert.id, error)
 
 
 def deliver_with_retries(
     store: Store,
-    alert: dict[str, Any],
+    alert: Alert,
     channels: Sequence[Channel],
     *,
     attempts: int,
@@ -82,7 +88,7 @@ def deliver_with_retries(
     for attempt in range(1, attempts):
         if not outcome.failed:
             return outcome
-        sleep(backoff_s * 2 ** (attempt - 1))
+        sleep(min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
         outcome = deliver(store, alert, channels)
     if outcome.failed:
         give_up(store, alert, outcome.failed, attempts)

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from . import procs
-from .errors import ConfigError
+from .errors import ConfigError, StartError
 from .settings import Settings, load_settings, redact_url
 from .simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY, Simulator
 from .supervisor import Supervisor, say
@@ -207,7 +207,7 @@ def send_first_check(broker_url: str, expires_s: float) -> None:
     try:
         app.send_task("credit_tasks.check_credits", expires=expires_s)
     except OperationalError as exc:
-        raise ConfigError(
+        raise StartError(
             f"the broker at {redact_url(broker_url)} refused the first check ({exc}): "
             "start it or fix CELERY_BROKER_URL"
         ) from None

@@ -47,11 +47,15 @@ class KeyInfo:
 
 @dataclass(frozen=True)
 class KeyListing:
-    """The enabled keys `/keys` lists, and the items it sent that could not be read."""
+    """The enabled keys `/keys` lists (one per hash), and the items that could not be read."""
 
     keys: list[KeyInfo] = field(default_factory=list)
     # each unreadable item's hash, or "item N of page P" when it has none
     unreadable: list[str] = field(default_factory=list)
+    note: str | None = None  # duplicates ignored, or why the listing stopped before its end
+    # every key of the account is named, in `keys` or `unreadable`, or was disabled: the
+    # listing reached its last page and no skipped item lacked a hash
+    complete: bool = True
 
 
 @dataclass(frozen=True)

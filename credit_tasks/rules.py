@@ -2,7 +2,8 @@
 
 Pure decisions: no Redis, HTTP or Celery here, and the current time is an argument, so
 every rule is a row in a table test. `decide` takes everything a check observed, the stored
-alert states and the policy, and returns everything decided; the store commits it atomically.
+alert states, the policy and the team's silences and acks, and returns everything decided;
+the store commits it atomically.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class AlertType(StrEnum):
 _RANK = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2}
 # States that repeat their alert while they last.
 _ALERTING = {Status.WARNING, Status.CRITICAL, Status.UNKNOWN}
+# Alerts of keys and the runway that an account critical (or a 402) stands for.
+_INHIBITED = {AlertType.WARNING, AlertType.CRITICAL, AlertType.RUNWAY}
+PAYMENT_REQUIRED = "payment_required"  # the source of a 402: the money is gone
 
 
 @dataclass(frozen=True)
@@ -83,20 +87,27 @@ class Notice:
     resolves: AlertType | None = None
 
 
+def cents(usd: float) -> int:
+    """Dollars as whole cents, rounded as the messages show them: `$10.00` is 1000."""
+    return int(f"{usd:.2f}".replace(".", ""))
+
+
 def classify(remaining_usd: float, previous: Status, th: Thresholds) -> Status:
     """Status of a known balance; leaving a state needs the threshold plus the margin.
 
-    Nothing left, or less (an overspent key), is critical whatever the thresholds.
+    Nothing left, or less (an overspent key), is critical whatever the thresholds. Figures
+    are compared in cents, so 20.4 - 10.4 is $10.00 and not below a $10 line.
     """
-    crit_exit = th.critical_usd * (1 + th.recovery_margin)
-    warn_exit = th.warning_usd * (1 + th.recovery_margin)
-    if remaining_usd <= 0 or remaining_usd < th.critical_usd:
+    left = cents(remaining_usd)
+    crit_exit = cents(th.critical_usd * (1 + th.recovery_margin))
+    warn_exit = cents(th.warning_usd * (1 + th.recovery_margin))
+    if left <= 0 or left < cents(th.critical_usd):
         return Status.CRITICAL
-    if previous is Status.CRITICAL and remaining_usd < crit_exit:
+    if previous is Status.CRITICAL and left < crit_exit:
         return Status.CRITICAL
-    if remaining_usd < th.warning_usd:
+    if left < cents(th.warning_usd):
         return Status.WARNING
-    if previous in (Status.WARNING, Status.CRITICAL) and remaining_usd < warn_exit:
+    if previous in (Status.WARNING, Status.CRITICAL) and left < warn_exit:
         return Status.WARNING
     return Status.OK
 
@@ -290,6 +301,56 @@ class Policy:
     runway_warning_hours: float = 48.0  # 0: no runway alerts
     window_hours: float = 24.0
     unknown_after_failures: int = 3
+    inhibit_when_account_critical: bool = True  # the account's alert stands for its keys'
+
+
+ANY_SUBJECT = "*"
+ANY_TYPE = "any"
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The team's "we know": alerts of `type` about `subject` are only recorded until `ends_at`.
+
+    `subject` is a stored subject string (`account:runway` for the runway) or `*`; `type` an
+    alert type or `any`.
+    """
+
+    id: str
+    subject: str
+    type: str
+    ends_at: datetime
+    reason: str = ""
+    created_at: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        return now < self.ends_at
+
+    def covers(self, subject: Subject, alert_type: AlertType, now: datetime) -> bool:
+        return (
+            self.active(now)
+            and self.subject in (ANY_SUBJECT, str(subject))
+            and self.type in (ANY_TYPE, alert_type.value)
+        )
+
+
+@dataclass(frozen=True)
+class Ack:
+    """An acknowledged condition: no repeats about `subject` while its state holds since `since`."""
+
+    subject: Subject
+    since: datetime  # the state's `since`: it names the episode
+    alert_id: str
+    reason: str = ""
+    acked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Silencing:
+    """The team's silences and acks, as loaded with the states."""
+
+    silences: tuple[Silence, ...] = ()
+    acks: Mapping[Subject, Ack] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -303,11 +364,19 @@ class Due:
     thresholds: Thresholds
     percents: tuple[float, float] | None = None  # a key's (warning, critical) percents
     threshold_hours: float | None = None  # the runway's threshold
+    silenced_by: str | None = None  # the id of the silence that covers it
+    acked_by: str | None = None  # the id of the acknowledged alert whose repeat it is
+    inhibited_by: str | None = None  # "account": the account's own alert says it all
 
     @property
     def sets_cooldown(self) -> bool:
         """Whether a marker should hold this type back for the cooldown (a `resolved` never)."""
         return self.notice.type is not AlertType.RESOLVED
+
+    @property
+    def delivers(self) -> bool:
+        """Whether it is published and sent; a held alert is only recorded."""
+        return self.silenced_by is None and self.acked_by is None and self.inhibited_by is None
 
 
 @dataclass(frozen=True)
@@ -317,6 +386,8 @@ class Decision:
     states: dict[Subject, AlertState]
     statuses: dict[Subject, Status]
     dues: tuple[Due, ...] = ()
+    acks_ended: tuple[Subject, ...] = ()  # acks whose episode is over: the store drops them
+    silences_ended: tuple[str, ...] = ()  # ids of silences past their end
 
     @property
     def status(self) -> Status:
@@ -329,7 +400,20 @@ def subjects_of(observed: Observation) -> list[Subject]:
     if observed.failure is not None:
         return [ACCOUNT]
     subjects = [ACCOUNT, RUNWAY] if observed.remaining_usd is not None else []
-    return subjects + [Subject.key(k.hash) for k in observed.keys if k.capped]
+    return subjects + [Subject.key(k.hash) for k in distinct(observed.keys) if k.capped]
+
+
+def distinct(keys: tuple[KeyFigures, ...]) -> list[KeyFigures]:
+    """One figure per hash, in first-seen order: of two copies, the one with less left."""
+    chosen: dict[str, KeyFigures] = {}
+    for key in keys:
+        kept = chosen.get(key.hash)
+        if kept is None or (
+            key.remaining_usd is not None
+            and (kept.remaining_usd is None or key.remaining_usd < kept.remaining_usd)
+        ):
+            chosen[key.hash] = key
+    return list(chosen.values())
 
 
 @dataclass(frozen=True)
@@ -347,16 +431,27 @@ def decide(
     states: Mapping[Subject, AlertState],
     policy: Policy,
     now: datetime,
+    silencing: Silencing | None = None,
 ) -> Decision:
-    """The whole decision of one check: next states, statuses and the alerts due."""
+    """The whole decision of one check: next states, statuses and the alerts due.
+
+    A silenced, acknowledged or inhibited alert is decided like any other (its state moves,
+    its cooldown runs) and marked, so it is recorded but neither published nor sent.
+    """
+    silencing = silencing or Silencing()
     next_states: dict[Subject, AlertState] = {}
     statuses: dict[Subject, Status] = {}
     dues: list[Due] = []
+    repeats: set[Subject] = set()
     for judged in _judge(observed, states, policy):
+        if judged.subject in next_states:
+            continue  # one judgement, so at most one alert of a type, per subject per check
         previous = states.get(judged.subject, AlertState())
         state, notices = evaluate(previous, judged.status, now, policy.cooldown_s)
         next_states[judged.subject] = state
         statuses[judged.subject] = judged.status
+        if judged.status is previous.status:
+            repeats.add(judged.subject)
         if judged.threshold_hours is not None:
             notices = as_runway(notices)
         dues.extend(
@@ -371,7 +466,44 @@ def decide(
             )
             for n in notices
         )
-    return Decision(next_states, statuses, tuple(dues))
+    account_down = policy.inhibit_when_account_critical and (
+        statuses.get(ACCOUNT) is Status.CRITICAL or observed.source == PAYMENT_REQUIRED
+    )
+    held = [_held(d, d.subject in repeats, states, silencing, account_down, now) for d in dues]
+    acks_ended = tuple(
+        subject
+        for subject, ack in silencing.acks.items()
+        if subject in next_states and next_states[subject].since != ack.since
+    )
+    silences_ended = tuple(s.id for s in silencing.silences if not s.active(now))
+    return Decision(next_states, statuses, tuple(held), acks_ended, silences_ended)
+
+
+def _held(
+    due: Due,
+    repeat: bool,
+    states: Mapping[Subject, AlertState],
+    silencing: Silencing,
+    account_down: bool,
+    now: datetime,
+) -> Due:
+    """`due`, marked with what holds it back: a silence, an ack of its episode, the account."""
+    kind = due.notice.type
+    silence = next((s for s in silencing.silences if s.covers(due.subject, kind, now)), None)
+    ack = silencing.acks.get(due.subject)
+    acked = (
+        repeat
+        and kind is not AlertType.RESOLVED
+        and ack is not None
+        and ack.since == states.get(due.subject, AlertState()).since
+    )
+    inhibited = account_down and kind in _INHIBITED and due.subject.kind in ("key", "runway")
+    return replace(
+        due,
+        silenced_by=silence.id if silence else None,
+        acked_by=ack.alert_id if acked and ack else None,
+        inhibited_by=str(ACCOUNT) if inhibited else None,
+    )
 
 
 def _judge(
@@ -406,7 +538,7 @@ def _judge(
             )
             judged.append(_Judged(RUNWAY, status, about, th, threshold_hours=hours))
     percents = (policy.key_warning_percent, policy.key_critical_percent)
-    for key in observed.keys:
+    for key in distinct(observed.keys):
         if key.limit_usd is None or key.remaining_usd is None:
             continue
         subject = Subject.key(key.hash)

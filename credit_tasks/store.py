@@ -2,9 +2,10 @@
 
 Redis errors are translated here, and only here, into `StoreError` with a line that says
 what to do. A check costs three round trips whatever the number of keys: `claim` (the lock),
-`load` (states, burn window, failure count) and `commit`, a script that compares and sets the
-alert states and writes the rest at once, so any number of concurrent checks on any number
-of workers commits each transition once. The store stores; what to write is decided elsewhere.
+`load` (states, silences and acks, burn window, failure count) and `commit`, a script that
+compares and sets the alert states (and the silences' version) and writes the rest at once,
+so any number of concurrent checks on any number of workers commits each transition once.
+The store stores; what to write is decided elsewhere.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 
 from . import rollup, timeline
+from . import silences as codec
 from .alerts import Alert
 from .errors import StoreError
 from .history import Point
 from .keyspace import ALERTS_LIST_CAP, Keyspace
-from .rules import AlertState, Subject
+from .rules import Ack, AlertState, Silence, Silencing, Subject
 from .settings import Settings, redact_url
 
 P = ParamSpec("P")
@@ -38,7 +40,9 @@ _ZADD_CHUNK = 2000  # score pairs per ZADD: short pairs, well under that limit (
 # The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
 # Sentinel, which is what the monitor supports (not Cluster).
 _COMMIT = """
+local CHUNK = 1000  -- fields per HDEL: unpack() has a limit
 local plan = cjson.decode(ARGV[2])
+if plan.version and (redis.call('GET', KEYS[3]) or '') ~= plan.version then return 0 end
 for _, c in ipairs(plan.cas) do
   if (redis.call('HGET', KEYS[1], c[1]) or '') ~= c[2] then return 0 end
 end
@@ -49,6 +53,21 @@ local function run(cmd)
 end
 for _, c in ipairs(plan.cas) do run({'HSET', KEYS[1], c[1], c[3]}) end
 for _, cmd in ipairs(plan.cmds) do run(cmd) end
+if plan.keep then
+  -- the states and acks of keys the account no longer lists (deleted or disabled):
+  -- one HKEYS per hash, O(subjects)
+  local keep = {}
+  for _, h in ipairs(plan.keep) do keep['key:' .. h] = true end
+  for _, hash in ipairs(plan.prune_in) do
+    local gone = {}
+    for _, f in ipairs(redis.call('HKEYS', hash)) do
+      if string.sub(f, 1, 4) == 'key:' and not keep[f] then gone[#gone + 1] = f end
+    end
+    for i = 1, #gone, CHUNK do
+      run({'HDEL', hash, unpack(gone, i, math.min(i + CHUNK - 1, #gone))})
+    end
+  end
+end
 local p = plan.point
 if p then
   local reply = redis.pcall('XADD', p[1], 'MINID', '~', p[2], p[3], unpack(p, 4))
@@ -95,6 +114,12 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL'
 if failed then return redis.error_reply(failed) end
 return 1
 """
+_ACK = """
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('INCR', KEYS[3])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -117,6 +142,8 @@ class Loaded:
     raw: dict[Subject, str | None]  # as stored: the commit compares against it
     window: list[Point]
     consecutive_failures: int
+    silencing: Silencing = field(default_factory=Silencing)
+    silencing_version: str = ""  # as stored: the commit compares against it
 
 
 @dataclass(frozen=True)
@@ -142,7 +169,12 @@ class Commit:
     point: dict[str, str] | None = None  # its timeline entry
     keys: dict[str, dict[str, Any]] | None = None  # the per-key table, replaced whole
     unreadable: list[str] | None = None  # /keys items not read; None leaves the last list
+    # the hashes of every key the account has; the states and acks of other keys are
+    # deleted. None prunes nothing (the keys were not listed, or not to their end)
+    keep_keys: list[str] | None = None
     error: str | None = None  # a failed check's reason
+    acks_ended: list[str] = field(default_factory=list)  # subjects whose ack is over
+    silences_ended: list[str] = field(default_factory=list)  # ids of silences past their end
 
     @classmethod
     def success(cls, now: datetime, status: str, figures: dict[str, Any], **more: Any) -> Commit:
@@ -177,6 +209,16 @@ def _state(raw: str | None) -> AlertState:
     return AlertState.from_json(json.loads(raw)) if raw else AlertState()
 
 
+def _silencing(silences: list[str], acks: list[str]) -> Silencing:
+    """The stored silences and acks; a record this version cannot read is left out."""
+    read = [codec.decode_silence(raw) for raw in silences]
+    acked = [codec.decode_ack(raw) for raw in acks]
+    return Silencing(
+        silences=tuple(sorted((s for s in read if s), key=lambda s: (s.ends_at, s.id))),
+        acks={a.subject: a for a in acked if a},
+    )
+
+
 def connect(url: str) -> redis.Redis:
     """A Redis client for `url` with short timeouts, so an outage fails fast."""
     return redis.Redis.from_url(
@@ -205,6 +247,7 @@ class Store:
         self.retention_s = retention_s
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._ack = client.register_script(_ACK)
         # without the query: redis-py also takes ?password=..., which redact_url leaves alone
         self._where = redact_url(url).split("?", 1)[0]
         parts = urlsplit(url)
@@ -262,6 +305,25 @@ class Store:
         self.redis.ping()
 
     @_translated
+    def eviction_warning(self) -> str | None:
+        """One line when this Redis may evict what the monitor keeps; None when it may not,
+        or when it will not say (CONFIG refused, as on some managed services).
+
+        Asked once at start (worker, `check`) and by `status`, never on every check.
+        """
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError:
+            return None
+        if not policy or policy == "noeviction":
+            return None
+        return (
+            f"Redis at {self._where} has maxmemory-policy {policy}: it may evict the alert "
+            "state, so alerts repeat and resolutions are lost; use the 'noeviction' policy or "
+            "give credit_tasks a Redis instance or db of its own"
+        )
+
+    @_translated
     def claim(self, lock_ttl_s: float, scheduled_hold_s: float | None = None) -> Claim:
         """Take the check lock (and this interval's scheduled slot), in one round trip."""
         token = uuid.uuid4().hex
@@ -283,20 +345,26 @@ class Store:
 
     @_translated
     def load(self, subjects: list[Subject], window_start: datetime, end: datetime) -> Loaded:
-        """The subjects' alert states, the burn window and the failure count: one round trip."""
+        """The subjects' alert states, the silences and acks, the burn window and the failure
+        count: one round trip."""
         names = [str(s) for s in subjects]
         pipe = self.redis.pipeline(transaction=False)
         if names:
             pipe.hmget(self.keys.alert_state, names)
         pipe.xrange(self.keys.timeline, min=_ms(window_start), max=_ms(end))
         pipe.hget(self.keys.monitoring_status, "consecutive_failures")
-        *raws, entries, failures = pipe.execute()
+        pipe.hvals(self.keys.silences)
+        pipe.hvals(self.keys.acks)
+        pipe.get(self.keys.silences_version)
+        *raws, entries, failures, silences, acks, version = pipe.execute()
         raw = dict(zip(subjects, raws[0] if raws else [], strict=True))
         return Loaded(
             states={s: _state(r) for s, r in raw.items()},
             raw=raw,
             window=[timeline.decode(entry_id, fields) for entry_id, fields in entries],
             consecutive_failures=int(failures or 0),
+            silencing=_silencing(silences, acks),
+            silencing_version=version or "",
         )
 
     @_translated
@@ -314,11 +382,16 @@ class Store:
             if raw != before:
                 cas.append([str(subject), before or "", raw])
         plan: dict[str, Any] = {"cas": cas, "cmds": self._commands(change)}
+        if change.keep_keys is not None:
+            plan["keep"] = change.keep_keys
+            plan["prune_in"] = [self.keys.alert_state, self.keys.acks]
+        if loaded is not None:  # a silence or an ack written since the load: decide again
+            plan["version"] = loaded.silencing_version
         if change.point is not None:
             plan["point"] = self._point_command(change)
             if change.point.get(timeline.REMAINING):
                 plan["rollup"] = self._rollup_args(change)
-        keys = [self.keys.alert_state, self.keys.check_lock]
+        keys = [self.keys.alert_state, self.keys.check_lock, self.keys.silences_version]
         return bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
 
     def record_success(
@@ -372,10 +445,14 @@ class Store:
                 chunk = scores[start : start + _ZADD_CHUNK]
                 cmds.append(["ZADD", k.keys_by_remaining, *(x for pair in chunk for x in pair)])
         for alert in change.alerts:
-            cmds.extend(self._record_commands(alert.as_dict()))
+            cmds.extend(self._record_commands(alert))
         for cooldown in change.cooldowns:
             marker = k.alert_last(cooldown.type, cooldown.subject)
             cmds.append(["SET", marker, cooldown.alert_id, "EX", str(max(1, int(cooldown.ttl_s)))])
+        if change.acks_ended:
+            cmds.append(["HDEL", k.acks, *change.acks_ended])
+        if change.silences_ended:
+            cmds.append(["HDEL", k.silences, *change.silences_ended])
         return cmds
 
     def _point_command(self, change: Commit) -> list[str]:
@@ -394,13 +471,13 @@ class Store:
             args += [self.keys.rollup(width_s), str(width_s * 1000)]
         return args
 
-    def _record_commands(self, alert: dict[str, Any]) -> list[list[str]]:
-        key = self.keys.alert(str(alert["id"]))
-        record = {k: _text(v) for k, v in alert.items()} | {"delivered_at": ""}
+    def _record_commands(self, alert: Alert) -> list[list[str]]:
+        key = self.keys.alert(alert.id)
+        record = {k: _text(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
         return [
             _hset(key, record),
             ["EXPIRE", key, str(int(self.retention_s))],
-            ["LPUSH", self.keys.alerts_list, str(alert["id"])],
+            ["LPUSH", self.keys.alerts_list, alert.id],
             ["LTRIM", self.keys.alerts_list, "0", str(ALERTS_LIST_CAP - 1)],
         ]
 
@@ -410,9 +487,9 @@ class Store:
         return [json.loads(v) for v in self.redis.hvals(self.keys.keys_current)]
 
     @_translated
-    def deliver(self, alert: dict[str, Any], now: datetime) -> bool:
+    def deliver(self, alert: Alert, now: datetime) -> bool:
         """Store (if new) and publish an alert once; False when it was already delivered."""
-        alert_id = str(alert["id"])
+        alert_id = alert.id
         key = self.keys.alert(alert_id)
         sending = self.keys.alert_sending(alert_id)
         if not self.redis.set(sending, "1", nx=True, ex=SENDING_TTL_S):
@@ -424,9 +501,9 @@ class Store:
             if not self.redis.exists(key):
                 for command in self._record_commands(alert):
                     pipe.execute_command(*command)
-            pipe.publish(self.keys.channel, json.dumps(alert))
+            pipe.publish(self.keys.channel, json.dumps(alert.as_dict()))
             pipe.hset(key, "delivered_at", now.isoformat())
-            pipe.hincrby(self.keys.alerts_sent, str(alert.get("type", "")), 1)
+            pipe.hincrby(self.keys.alerts_sent, alert.type.value, 1)
             pipe.execute()
             return True
         finally:
@@ -473,6 +550,58 @@ class Store:
         for alert_id in ids:
             pipe.hgetall(self.keys.alert(alert_id))
         return [dict(record) for record in pipe.execute() if record]
+
+    @_translated
+    def add_silence(self, silence: Silence) -> None:
+        """Store a silence; the next check honours it (a check deciding now decides again)."""
+        pipe = self.redis.pipeline()
+        pipe.hset(self.keys.silences, silence.id, codec.encode_silence(silence))
+        pipe.incr(self.keys.silences_version)
+        pipe.execute()
+
+    @_translated
+    def expire_silence(self, silence_id: str, now: datetime) -> Silence | None:
+        """End an active silence at once; None when there is no such active silence."""
+        silence = codec.decode_silence(self.redis.hget(self.keys.silences, silence_id) or "")
+        if silence is None or not silence.active(now):
+            return None
+        pipe = self.redis.pipeline()
+        pipe.hdel(self.keys.silences, silence_id)
+        pipe.incr(self.keys.silences_version)
+        pipe.execute()
+        return silence
+
+    @_translated
+    def silencing(self, now: datetime) -> tuple[list[Silence], list[Ack]]:
+        """The silences still running and the acks whose episode still lasts, soonest end first."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hvals(self.keys.silences)
+        pipe.hvals(self.keys.acks)
+        loaded = _silencing(*pipe.execute())
+        acks = sorted(loaded.acks.values(), key=lambda a: str(a.subject))
+        states = (
+            self.redis.hmget(self.keys.alert_state, [str(a.subject) for a in acks]) if acks else []
+        )
+        lasting = [a for a, raw in zip(acks, states, strict=True) if _state(raw).since == a.since]
+        return [s for s in loaded.silences if s.active(now)], lasting
+
+    @_translated
+    def alert_record(self, alert_id: str) -> dict[str, str]:
+        """An alert's stored record; empty when there is none (or it expired)."""
+        return dict(self.redis.hgetall(self.keys.alert(alert_id)))
+
+    @_translated
+    def alert_state(self, subject: Subject) -> tuple[str | None, AlertState]:
+        """A subject's alert state, raw as stored (for `put_ack`) and read."""
+        raw = self.redis.hget(self.keys.alert_state, str(subject))
+        return raw, _state(raw)
+
+    @_translated
+    def put_ack(self, ack: Ack, state_raw: str | None) -> bool:
+        """Store an ack unless the subject's state changed since `state_raw` was read."""
+        keys = [self.keys.alert_state, self.keys.acks, self.keys.silences_version]
+        args = [str(ack.subject), state_raw or "", codec.encode_ack(ack)]
+        return bool(self._ack(keys=keys, args=args))
 
     @_translated
     def buckets(self, start: datetime, end: datetime) -> tuple[int, list[rollup.Bucket]]:
@@ -539,8 +668,10 @@ class Store:
         return int(total), [json.loads(r) for r in raws if r]
 
     @_translated
-    def overview(self, alerts: int = 5) -> dict[str, Any]:
-        """The stored snapshot, the monitoring status and the newest alert records."""
+    def overview(self, alerts: int = 5, now: datetime | None = None) -> dict[str, Any]:
+        """`credit-monitor status --json` and `/api/status`: the stored snapshot, the monitoring
+        status, the newest alert records, the silences and acks in force, and warnings."""
+        now = now or datetime.now(UTC)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.current)
         pipe.hgetall(self.keys.monitoring_status)
@@ -549,10 +680,14 @@ class Store:
         for alert_id in ids:
             pipe.hgetall(self.keys.alert(alert_id))
         records = pipe.execute() if ids else []
+        silenced, acked = self.silencing(now)
         return {
             "current": dict(current),
             "monitoring": dict(monitoring),
             "recent_alerts": [dict(r) for r in records if r],
+            "silences": [codec.silence_row(s, now) for s in silenced],
+            "acks": [codec.ack_row(a) for a in acked],
+            "warnings": [w for w in (self.eviction_warning(),) if w],
         }
 
     @_translated

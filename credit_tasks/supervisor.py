@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import procs
-from .errors import ConfigError
+from .errors import StartError
 
 GRACE_S = 10.0  # SIGTERM, then SIGKILL to the whole process group after this
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -83,13 +83,13 @@ class Supervisor:
         return child
 
     def wait_ready(self, child: Child, ready: Callable[[], bool], timeout_s: float = 30) -> None:
-        """Wait until `ready()`; ConfigError naming the log when the child exits or is slow."""
+        """Wait until `ready()`; StartError naming the log when the child exits or is slow."""
 
         def up() -> bool:
             if self.stop_requested:
                 raise KeyboardInterrupt
             if child.proc.poll() is not None:
-                raise ConfigError(
+                raise StartError(
                     f"{child.name} exited at start (code {child.proc.returncode}): see {child.log}"
                 )
             return ready()
@@ -97,7 +97,7 @@ class Supervisor:
         try:
             procs.wait_until(up, timeout_s, child.name, interval_s=0.1)
         except TimeoutError:
-            raise ConfigError(
+            raise StartError(
                 f"{child.name} did not start in {timeout_s:g} s: see {child.log}"
             ) from None
 

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
 from . import notify, rollup
+from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
 from .runtime import Runtime
@@ -55,6 +56,19 @@ def _close_runtime(**_: Any) -> None:
     use_runtime(None)
 
 
+@worker_ready.connect
+def _warn_if_redis_evicts(**_: Any) -> None:
+    """Once per worker, at start: an evicting Redis loses the alert state between checks."""
+    try:
+        with Runtime(load_settings()) as rt:  # its own: the pool's children build theirs
+            warning = rt.store.eviction_warning()
+    except CreditTasksError as exc:  # Redis away at start: the checks will say so
+        log.debug("Redis eviction policy not checked: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
+
+
 @shared_task(name="credit_tasks.check_credits")
 def check_credits(scheduled: bool = False, interval_s: float | None = None) -> dict[str, object]:
     """Check the balance, record it, and dispatch `send_alert` for each alert due.
@@ -73,28 +87,28 @@ def check_credits(scheduled: bool = False, interval_s: float | None = None) -> d
         log.error("check_credits failed: %s", exc)
         return {"status": "unknown", "checked_at": now.isoformat(), "error": str(exc)}
     for alert in result.alerts:
-        _dispatch(alert.as_dict())
+        _dispatch(alert)
     return result.as_dict()
 
 
-def _dispatch(alert: dict[str, Any]) -> None:
+def _dispatch(alert: Alert) -> None:
     """Queue `send_alert`; when the broker refuses, deliver here: the alert is committed."""
     try:
-        send_alert.delay(alert)
+        send_alert.delay(alert.as_dict())  # the one place an alert becomes a dict
         return
     except OperationalError:
         # its text may name the broker URL; the cooldown would otherwise swallow this alert
-        log.error("send_alert not queued (broker unreachable): delivering %s here", alert["id"])
+        log.error("send_alert not queued (broker unreachable): delivering %s here", alert.id)
     try:
         rt = runtime()
         outcome = _deliver(rt, alert)
         if outcome.failed:  # no queue to retry through: say so on the record
             notify.give_up(rt.store, alert, outcome.failed, attempts=1)
     except CreditTasksError as exc:
-        log.error("alert %s could not be delivered: %s", alert["id"], exc)
+        log.error("alert %s could not be delivered: %s", alert.id, exc)
 
 
-def _deliver(rt: Runtime, alert: dict[str, Any]) -> notify.Outcome:
+def _deliver(rt: Runtime, alert: Alert) -> notify.Outcome:
     return notify.deliver(rt.store, alert, rt.channels, channels_error=rt.channels_error)
 
 
@@ -108,12 +122,17 @@ def _deliver(rt: Runtime, alert: dict[str, Any]) -> notify.Outcome:
     retry_backoff_max=RETRY_MAX_S,
     max_retries=8,
 )
-def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
+def send_alert(self: Task, data: dict[str, Any]) -> dict[str, object]:
     """Publish one alert and send it to the Apprise channels; each gets it once.
 
     A redelivered or retried task does not publish again, and a retry after a channel
     failed sends only to the channels that failed.
     """
+    try:
+        alert = Alert.from_dict(data)
+    except ValueError as exc:  # sent by hand, or by another version: say so, do not retry
+        log.error("send_alert refused its argument: %s", exc)
+        return {"id": data.get("id") if isinstance(data, dict) else None, "error": str(exc)}
     rt = runtime()
     outcome = _deliver(rt, alert)
     if outcome.failed:
@@ -123,8 +142,8 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
             raise self.retry(countdown=delay_s, max_retries=attempts)
         notify.give_up(rt.store, alert, outcome.failed, attempts)
     return {
-        "id": alert.get("id"),
-        "type": alert.get("type"),
+        "id": alert.id,
+        "type": alert.type.value,
         "delivered": outcome.published,
         "channels_failed": len(outcome.failed),
     }
@@ -134,5 +153,8 @@ def send_alert(self: Task, alert: dict[str, Any]) -> dict[str, object]:
 def credit_history(hours: float = 24) -> dict[str, object]:
     """The last `hours` in at most 1,000 buckets (min, max, last), oldest first, summarized."""
     end = datetime.now(UTC)
-    width_s, buckets = runtime().store.buckets(end - timedelta(hours=float(hours)), end)
-    return rollup.report(float(hours), width_s, buckets)
+    rt = runtime()
+    # nothing older than the retention is kept, and the clock cannot go back 1e20 hours
+    hours = min(float(hours), rt.settings.retention_s / 3600)
+    width_s, buckets = rt.store.buckets(end - timedelta(hours=hours), end)
+    return rollup.report(hours, width_s, buckets)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_tasks.alerts import About, Alert, build_alert
+from credit_tasks import rules
+from credit_tasks.alerts import About, Alert, alert_for, build_alert
 from credit_tasks.rules import AlertType, Notice, Status, Thresholds
 
 T0 = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -260,3 +262,61 @@ def test_an_overspent_key_says_by_how_much_past_its_limit() -> None:
         "overspent by $0.50 past its $10.00 limit, below 5% ($0.50)"
     )
     assert "402" in alert.message and "$-" not in alert.message
+
+
+@pytest.mark.parametrize(
+    ("notice", "about", "hours"),
+    [
+        (Notice(AlertType.CRITICAL), About(remaining_usd=1.0, source="account"), None),
+        (
+            Notice(AlertType.RESOLVED, resolves=AlertType.RUNWAY),
+            About(remaining_usd=9.0, runway_hours=60.0, window_hours=24.0),
+            48.0,
+        ),
+        (
+            Notice(AlertType.WARNING),
+            About(
+                subject="key:h1", remaining_usd=1.5, key_name="batch", key_label="sk-or-v1-a...1",
+                limit_usd=10.0,
+            ),
+            None,
+        ),
+    ],
+)  # fmt: skip
+def test_an_alert_comes_back_whole_from_its_task_argument(
+    notice: Notice, about: About, hours: float | None
+) -> None:
+    alert = build_alert(
+        notice, alert_id="a1", status=Status.WARNING, th=TH, now=T0, about=about,
+        percents=(20.0, 5.0) if about.key_name else None, threshold_hours=hours,
+    )  # fmt: skip
+    assert Alert.from_dict(json.loads(json.dumps(alert.as_dict()))) == alert
+
+
+@pytest.mark.parametrize(
+    "data", [{}, {"id": "a1"}, {"id": "a1", "type": "nope", "subject": "account"}]
+)
+def test_what_is_not_an_alert_is_refused_in_one_line(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"^not an alert"):
+        Alert.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("held", "field"),
+    [
+        ({"silenced_by": "s1"}, "silenced_by"),
+        ({"acked_by": "a0"}, "acked_by"),
+        ({"inhibited_by": "account"}, "inhibited_by"),
+    ],
+)
+def test_a_held_alert_says_so_on_its_record_and_comes_back_whole(
+    held: dict[str, str], field: str
+) -> None:
+    due = rules.Due(rules.ACCOUNT, Notice(W), WARNING, About(remaining_usd=1.0), TH)
+    alert = alert_for(replace(due, **held), alert_id="a1", now=T0)
+    data = json.loads(json.dumps(alert.as_dict()))
+    assert set(data) == EXPECTED_KEYS | {field}
+    assert data[field] == held[field]
+    assert alert.delivers is False
+    assert Alert.from_dict(data) == alert
+    assert alert_for(due, alert_id="a1", now=T0).delivers is True

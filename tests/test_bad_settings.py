@@ -71,8 +71,18 @@ ROWS: list[tuple[str, str, str]] = [
     ("OPENROUTER_API_KEY", "sk-or-v1-abc\ndef", "OPENROUTER_API_KEY is invalid: set it to the key"),
     ("OPENROUTER_API_KEY", "sk-or-v1-clé", "OPENROUTER_API_KEY is invalid: set it to the key"),
     ("OPENROUTER_MANAGEMENT_KEY", "sk-or-v1-m\tx", "OPENROUTER_MANAGEMENT_KEY is invalid"),
+    # accepted once, then failing on every check: refused at start instead
+    ("CREDIT_HISTORY_RETENTION_DAYS", "36500", "CREDIT_HISTORY_RETENTION_DAYS='36500' is invalid"),
+    ("CREDIT_ALERT_COOLDOWN_HOURS", "1e308", "CREDIT_ALERT_COOLDOWN_HOURS='1e308' is invalid"),
+    ("CREDIT_ALERT_COOLDOWN_HOURS", "1e13", "CREDIT_ALERT_COOLDOWN_HOURS='1e13' is invalid"),
+    ("CREDIT_CHECK_INTERVAL_MINUTES", "0.001", "CREDIT_CHECK_INTERVAL_MINUTES='0.001' is invalid"),
+    (
+        "OPENROUTER_BASE_URL",
+        "http://alice:pw@h/api/v1",
+        "OPENROUTER_BASE_URL='http://***@h/api/v1'",
+    ),
 ]
-COMMANDS = [["check"], ["status"], ["history"], ["keys"]]
+COMMANDS = [["check"], ["status"], ["history"], ["keys"], ["silence", "list"]]
 
 
 @pytest.fixture
@@ -148,6 +158,39 @@ def test_the_real_command_says_a_bad_setting_in_one_line_and_exits_3(
     assert done.stdout == ""
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith(f"credit-monitor: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "CREDIT_ALERT_COOLDOWN_HOURS",
+            "1e308",
+            "CREDIT_ALERT_COOLDOWN_HOURS='1e308' is invalid: set it to a number of hours "
+            "from 0 to 8760 (a year), e.g. 1",
+        ),
+        (
+            "OPENROUTER_BASE_URL",
+            "http://alice:pw@127.0.0.1:1/api/v1",
+            "OPENROUTER_BASE_URL='http://***@127.0.0.1:1/api/v1' is invalid: set it to a URL "
+            "without a user name or password (the key goes in OPENROUTER_API_KEY), "
+            "e.g. https://openrouter.ai/api/v1",
+        ),
+    ],
+)
+def test_a_worker_refuses_a_setting_beyond_its_bounds_at_start(
+    sim: Simulator, redis_server: str, tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    done = subprocess.run(
+        [str(BIN / "celery"), "-A", "credit_tasks", "worker", "--loglevel=INFO"],
+        env=service_env(sim, redis_server, **{variable: value}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr == f"credit_tasks: {expected}\n"
 
 
 @pytest.mark.parametrize("program", ["worker", "beat"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from credit_tasks.alerts import Alert
 from credit_tasks.channels import NOTIFY_TYPES, load_channels, send, title_for
 from credit_tasks.errors import ConfigError
 from credit_tasks.rules import AlertType
@@ -22,15 +23,19 @@ receiver = pytest.fixture(serve, name="receiver")
 other_receiver = pytest.fixture(serve, name="other_receiver")
 
 
-def alert(kind: str = "warning", **extra: object) -> dict[str, object]:
-    return {
-        "id": "a1",
-        "type": kind,
-        "subject": "account",
-        "message": f"OpenRouter credits: a {kind} message",
-        "remaining_usd": 8.0,
-        **extra,
-    }
+def alert(kind: str = "warning", **extra: object) -> Alert:
+    return Alert.from_dict(
+        {
+            "id": "a1",
+            "type": kind,
+            "subject": "account",
+            "status": "warning",
+            "message": f"OpenRouter credits: a {kind} message",
+            "remaining_usd": 8.0,
+            "timestamp": "2026-12-01T12:00:00+00:00",
+            **extra,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +74,7 @@ def test_every_alert_type_has_an_apprise_type() -> None:
 
 
 def test_an_alert_without_a_type_still_gets_a_title() -> None:
-    assert title_for({}) == "OpenRouter credits: ALERT"
+    assert title_for(None) == "OpenRouter credits: ALERT"
 
 
 def test_a_failing_channel_is_reported_while_the_other_still_receives(

@@ -165,10 +165,14 @@ def test_history_prints_a_table_with_a_sparkline_and_json(
     assert data["summary"]["spend_usd"] == pytest.approx(20.0)
 
 
-def test_history_refuses_a_bad_hours_argument(env: dict[str, str], tmp_path: Path) -> None:
-    done = run_cli(env, "history", "-5", cwd=tmp_path)
+@pytest.mark.parametrize("hours", ["-5", "1e20", "inf"])
+def test_history_refuses_a_bad_hours_argument(
+    env: dict[str, str], tmp_path: Path, hours: str
+) -> None:
+    done = run_cli(env, "history", hours, cwd=tmp_path)
     assert done.returncode == 3
-    assert "HOURS must be a number > 0" in done.stderr
+    assert "HOURS must be a number > 0 and up to 87600 (ten years)" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_status_shows_the_snapshot_monitoring_and_alerts(

@@ -684,3 +684,102 @@ def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -
     [key] = listing.keys
     assert key.name == item["name"] and key.label == item["label"]
     assert key.limit_reset == item["limit_reset"]
+
+
+ESCAPES = "\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\x08\x7f\u202e\u2066\u200f\u200b"
+
+
+def _clean(text: str) -> bool:
+    return text.isprintable() and "\x1b" not in text
+
+
+def test_names_labels_hashes_and_resets_of_keys_lose_their_control_characters() -> None:
+    item = keys_item(
+        f"hash{ESCAPES}1",
+        name=f"{ESCAPES}CLEARED",
+        label=f"sk-or-v1-abc...123{ESCAPES}",
+        limit_reset=f"monthly{ESCAPES}",
+    )
+    [key] = list_keys(FakeOpenRouter(keys=ok({"data": [item]}))).keys
+    for text in (key.hash, key.name, key.label, key.limit_reset or ""):
+        assert _clean(text), text
+    assert key.name == "[2J[H]0;owned31mCLEARED"
+    assert key.hash == "hash[2J[H]0;owned31m1"
+
+
+def test_a_hash_that_is_nothing_but_control_characters_is_an_unreadable_item() -> None:
+    listing = list_keys(FakeOpenRouter(keys=ok({"data": [keys_item("\x1b\u202e\x07")]})))
+    assert listing.keys == [] and listing.unreadable == ["item 1 of page 1"]
+
+
+def test_the_label_of_the_key_itself_loses_its_control_characters() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(key_with(label=f"sk-or-v1-0fa...240{ESCAPES}"))))
+    assert snap.key_label is not None and _clean(snap.key_label)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 500])
+def test_an_api_error_message_loses_its_control_characters(status: int) -> None:
+    said = f"{ESCAPES}screen cleared"
+    fake = FakeOpenRouter(key=error(status, said), auth_key=error(404, said))
+    with pytest.raises(FetchError) as info:
+        fetch(fake, credit_retry_attempts=1)
+    assert _clean(str(info.value)) and "screen cleared" in str(info.value)
+
+
+def test_a_key_echoed_with_a_zero_width_character_inside_is_still_masked() -> None:
+    hidden = f"{API_KEY[:10]}\u200b{API_KEY[10:]}"
+    with pytest.raises(KeyRejected) as info:
+        fetch(FakeOpenRouter(key=error(401, f"bad key {hidden}")))
+    assert API_KEY not in str(info.value) and "bad key ***" in str(info.value)
+
+
+def test_a_server_that_repeats_its_page_is_asked_twice_and_each_key_counted_once() -> None:
+    page = {"data": [keys_item(f"h{i}") for i in range(101)]}  # more than a page, every time
+    fake = FakeOpenRouter(keys=ok(page))
+    listing = list_keys(fake)
+    assert len(fake.requests) == 2
+    assert [k.hash for k in listing.keys] == [f"h{i}" for i in range(101)]
+    assert listing.note == (
+        "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
+    )
+    assert listing.complete is False  # keys past the repeat may exist: none is pruned
+
+
+def test_a_hash_listed_twice_counts_once_with_the_copy_that_has_less_left() -> None:
+    for first, second in ((9.0, 0.1), (0.1, 9.0)):  # whatever their order
+        items = [
+            keys_item("twin", limit=10, limit_remaining=first),
+            keys_item("other"),
+            keys_item("twin", limit=10, limit_remaining=second),
+        ]
+        listing = list_keys(FakeOpenRouter(keys=ok({"data": items})))
+        assert [(k.hash, k.remaining_usd) for k in listing.keys] == [
+            ("twin", 0.1),
+            ("other", 10.0),
+        ]
+        assert listing.note == "1 duplicate /keys item ignored"
+        assert listing.complete is True
+
+
+def test_a_hash_on_two_pages_counts_once_and_the_listing_goes_on() -> None:
+    page1 = {"data": [keys_item(f"h{i}") for i in range(100)]}
+    page2 = {"data": [keys_item("h0"), keys_item("h99"), keys_item("new")]}
+    listing = list_keys(FakeOpenRouter(keys=[ok(page1), ok(page2)]))
+    assert len(listing.keys) == 101 and listing.keys[-1].hash == "new"
+    assert listing.note == "2 duplicate /keys items ignored"
+
+
+def test_a_listing_that_never_ends_stops_at_the_page_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("credit_tasks.client.MAX_KEY_PAGES", 3)
+    pages = [ok({"data": [keys_item(f"p{p}-{i}") for i in range(100)]}) for p in range(5)]
+    fake = FakeOpenRouter(keys=pages)
+    listing = list_keys(fake)
+    assert len(fake.requests) == 3 and len(listing.keys) == 300
+    assert listing.note == "/keys went on past 3 pages: listing stopped there"
+    assert listing.complete is False
+
+
+def test_a_skipped_item_without_a_hash_leaves_the_listing_incomplete() -> None:
+    named = list_keys(FakeOpenRouter(keys=ok({"data": [{"hash": "h", "usage": "x"}]})))
+    unnamed = list_keys(FakeOpenRouter(keys=ok({"data": [{"usage": "x"}]})))
+    assert (named.complete, unnamed.complete) == (True, False)

@@ -186,7 +186,13 @@ def test_an_empty_report_is_still_json() -> None:
 
 @pytest.mark.parametrize(
     ("remaining_usd", "rate", "expected"),
-    [(8.2, 0.43, 8.2 / 0.43), (10.0, 0.0, None), (10.0, None, None), (None, 1.0, None)],
+    [
+        (8.2, 0.43, 8.2 / 0.43),
+        (10.0, 0.0, None),
+        (10.0, None, None),
+        (None, 1.0, None),
+        (-0.5, 2.0, 0.0),  # overspent: no time left, never a negative runway
+    ],
 )
 def test_runway_is_the_balance_over_the_burn_rate_when_money_burns(
     remaining_usd: float | None, rate: float | None, expected: float | None

@@ -23,6 +23,7 @@ print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
         "credit_tasks.history",
         "credit_tasks.alerts",
         "credit_tasks.keyspace",
+        "credit_tasks.silences",
         "credit_tasks.simulator",
         "credit_tasks.timeline",
         "credit_tasks.text",

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from credit_tasks import check_credits
+from credit_tasks import check_credits, notify
+from credit_tasks.alerts import Alert
 from credit_tasks.channels import load_channels
+from credit_tasks.rules import AlertType, Status
 from credit_tasks.simulator import Simulator
+from credit_tasks.store import Store
 
 from .conftest import run_cli, service_env, wait_for
 from .receiver import Receiver, serve
@@ -163,3 +167,26 @@ def test_load_channels_accepts_an_apprise_config_file(tmp_path: Path, receiver: 
     config = tmp_path / "apprise.txt"
     config.write_text(f"{receiver.url('/one')}\n{receiver.url('/two')}\n")
     assert len(load_channels(str(config))) == 2
+
+
+def test_the_in_process_retries_never_wait_more_than_two_minutes_at_a_time(
+    store: Store, receiver: Receiver
+) -> None:
+    receiver.fail_next(100)
+    [channel] = load_channels(receiver.url("/down"))
+    alert = Alert(
+        id="capped-backoff",
+        type=AlertType.WARNING,
+        subject="account",
+        status=Status.WARNING,
+        remaining_usd=8.0,
+        threshold_usd=10.0,
+        message="low",
+        timestamp=datetime.now(UTC),
+    )
+    waits: list[float] = []
+    notify.deliver_with_retries(
+        store, alert, [channel], attempts=20, backoff_s=2, sleep=waits.append
+    )
+    assert waits[:7] == [2, 4, 8, 16, 32, 64, 120]
+    assert len(waits) == 19 and max(waits) == 120

@@ -50,6 +50,7 @@ def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         ("credit_unknown_after_failures", 3),
         ("credit_history_retention_days", 90),
         ("credit_redis_prefix", "openrouter"),
+        ("credit_inhibit_when_account_critical", True),
         ("broker_url", "redis://localhost:6379/0"),
         ("result_backend", "redis://localhost:6379/0"),
     ],
@@ -84,6 +85,12 @@ def test_an_empty_environment_gives_the_documented_defaults(
         ("CREDIT_UNKNOWN_AFTER_FAILURES", "5", "credit_unknown_after_failures", 5),
         ("CREDIT_HISTORY_RETENTION_DAYS", "30", "credit_history_retention_days", 30),
         ("CREDIT_REDIS_PREFIX", "staging.or", "credit_redis_prefix", "staging.or"),
+        (
+            "CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL",
+            "false",
+            "credit_inhibit_when_account_critical",
+            False,
+        ),
         ("CELERY_BROKER_URL", "redis://broker:6379/1", "broker_url", "redis://broker:6379/1"),
         (
             "CELERY_RESULT_BACKEND",
@@ -165,6 +172,7 @@ def test_a_variable_set_to_empty_counts_as_unset(
         ("CREDIT_HISTORY_RETENTION_DAYS", "-90"),
         ("CREDIT_REDIS_PREFIX", "has space"),
         ("CREDIT_REDIS_PREFIX", "a:b"),
+        ("CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL", "maybe"),
         ("OPENROUTER_BASE_URL", "not a url"),
         ("OPENROUTER_BASE_URL", "openrouter.ai/api/v1"),
         ("OPENROUTER_BASE_URL", "ftp://openrouter.ai/api/v1"),
@@ -175,6 +183,26 @@ def test_a_variable_set_to_empty_counts_as_unset(
         ("REDIS_URL", "redis://localhost:70000/0"),
         ("CELERY_BROKER_URL", "not a url"),
         ("CELERY_RESULT_BACKEND", "redis://localhost:abc/0"),
+        # beyond what Redis and the clock can hold
+        ("CREDIT_HISTORY_RETENTION_DAYS", "36500"),
+        ("CREDIT_ALERT_COOLDOWN_HOURS", "1e308"),
+        ("CREDIT_ALERT_COOLDOWN_HOURS", "1e13"),
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "0.001"),
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "1e9"),
+        ("CREDIT_WARNING_THRESHOLD", "1e12"),
+        ("CREDIT_INITIAL_BALANCE", "1e300"),
+        ("CREDIT_UNKNOWN_AFTER_FAILURES", "1000000000000"),
+        ("CREDIT_BURN_WINDOW_HOURS", "1e308"),
+        ("CREDIT_RUNWAY_WARNING_HOURS", "1e308"),
+        ("CREDIT_HTTP_TIMEOUT_S", "1e308"),
+        ("CREDIT_RETRY_ATTEMPTS", "1000000"),
+        ("CREDIT_RETRY_BUDGET_S", "1e308"),
+        ("CREDIT_ALERT_RETRY_ATTEMPTS", "1000"),
+        ("CREDIT_ALERT_RETRY_S", "1e308"),
+        ("CREDIT_VISIBILITY_TIMEOUT_S", "1e308"),
+        ("CREDIT_VISIBILITY_TIMEOUT_S", "0.5"),
+        ("OPENROUTER_BASE_URL", "http://alice:pw@openrouter.example/api/v1"),
+        ("OPENROUTER_BASE_URL", "https://alice@openrouter.example/api/v1"),
     ],
 )
 def test_an_invalid_value_is_refused_in_one_line_naming_the_variable(
@@ -304,3 +332,41 @@ def test_redact_url_hides_the_password_and_keeps_the_rest(url: str, kept: list[s
 )
 def test_redact_url_leaves_a_url_without_password_alone(url: str) -> None:
     assert redact_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "0.0167"),  # a second, about
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "10080"),
+        ("CREDIT_ALERT_COOLDOWN_HOURS", "8760"),
+        ("CREDIT_HISTORY_RETENTION_DAYS", "3650"),
+        ("CREDIT_HISTORY_RETENTION_DAYS", "0.25"),
+        ("CREDIT_WARNING_THRESHOLD", "1e9"),
+        ("CREDIT_BURN_WINDOW_HOURS", "8760"),
+        ("CREDIT_RETRY_ATTEMPTS", "20"),
+    ],
+)
+def test_the_bounds_themselves_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(), variable.lower()) == float(value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:s3cr3t-pw@openrouter.example/api/v1",
+        "https://alice.s3cr3t-pw@openrouter.example:8443/api/v1",
+        "https://:s3cr3t-pw@openrouter.example/api/v1",
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_showing_them(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    message = refusal(monkeypatch, OPENROUTER_BASE_URL=url)
+    assert message.startswith("OPENROUTER_BASE_URL='http")
+    assert "***@openrouter.example" in message
+    assert "without a user name or password" in message and "OPENROUTER_API_KEY" in message
+    assert "s3cr3t-pw" not in message and "alice" not in message

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from credit_tasks.errors import ConfigError
+from credit_tasks.errors import StartError
 from credit_tasks.supervisor import STOP_SIGNALS, Supervisor
 
 from .conftest import wait_for
@@ -71,7 +71,7 @@ def test_a_child_that_ignores_sigterm_is_killed_with_its_group_after_the_grace(
 
 def test_a_child_that_exits_at_start_names_its_log(sup: Supervisor, tmp_path: Path) -> None:
     child = sup.start("broken", ["sh", "-c", "echo no config >&2; exit 4"], {}, tmp_path)
-    with pytest.raises(ConfigError, match=r"broken exited at start \(code 4\): see .*broken.log"):
+    with pytest.raises(StartError, match=r"broken exited at start \(code 4\): see .*broken.log"):
         sup.wait_ready(child, lambda: False)
     assert child.log.read_text() == "no config\n"
     assert sup.dead() is child

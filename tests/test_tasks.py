@@ -172,3 +172,10 @@ def test_the_worker_projects_the_runway_once_two_checks_saw_spend(sim: Simulator
     assert second["runway_hours"] == pytest.approx(
         499.0 / second["burn_rate_usd_per_hour"], abs=0.006
     )
+
+
+def test_credit_history_asked_for_more_than_is_kept_gives_the_retention(sim: Simulator) -> None:
+    check_credits.delay().get(timeout=30)
+    answer = credit_history.delay(hours=1e20).get(timeout=30)
+    assert answer["hours"] == 90 * 24  # the default retention: nothing older exists
+    assert len(answer["points"]) == 1
