@@ -22,6 +22,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from credit_tasks.alerts import Alert
+from credit_tasks.rules import AlertType, Status
 from credit_tasks.settings import Settings
 from credit_tasks.store import Commit, Store
 from credit_tasks.web import create_app
@@ -80,8 +82,17 @@ def a_day(store: Store, now: datetime) -> None:
         store.record_success(figures, "ok" if usd >= 10 else "warning", at)
     for i, (kind, hours) in enumerate((("warning", 9), ("resolved", 5))):
         at = now - timedelta(hours=hours)
-        alert = {"id": f"b{i}", "type": kind, "subject": "account", "status": kind}
-        alert |= {"message": f"a {kind} alert", "timestamp": at.isoformat(), "resolves": None}
+        alert = Alert(
+            id=f"b{i}",
+            type=AlertType(kind),
+            subject="account",
+            status=Status.WARNING if kind == "warning" else Status.OK,
+            remaining_usd=9.9,
+            threshold_usd=10.0,
+            message=f"a {kind} alert",
+            timestamp=at,
+            resolves=AlertType.WARNING if kind == "resolved" else None,
+        )
         store.deliver(alert, at)
     rows = {}
     for i in range(120):

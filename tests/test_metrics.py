@@ -33,7 +33,7 @@ def check(settings: Settings, store: Store) -> Any:
     with OpenRouterClient(settings) as api:
         result = run_check(settings, api, store)
     for alert in result.alerts:
-        notify.deliver(store, alert.as_dict(), now=datetime.now(UTC))
+        notify.deliver(store, alert, now=datetime.now(UTC))
     return result
 
 

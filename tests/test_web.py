@@ -37,7 +37,7 @@ def check(settings: Settings, store: Store, now: datetime | None = None) -> Any:
     with OpenRouterClient(settings) as api:
         result = run_check(settings, api, store, now)
     for alert in result.alerts:
-        notify.deliver(store, alert.as_dict(), now=now or datetime.now(UTC))
+        notify.deliver(store, alert, now=now or datetime.now(UTC))
     return result
 
 
@@ -364,9 +364,7 @@ def test_no_secret_reaches_the_page_the_json_or_the_metrics(sim: Simulator, own_
             balance(sim, usd)
             result = run_check(settings, rt.client, rt.store)
             for alert in result.alerts:
-                notify.deliver_with_retries(
-                    rt.store, alert.as_dict(), rt.channels, attempts=1, backoff_s=0
-                )
+                notify.deliver_with_retries(rt.store, alert, rt.channels, attempts=1, backoff_s=0)
         assert any(
             a.get("delivery_error") or a.get("channels_failed") for a in rt.store.recent_alerts(10)
         )
