@@ -1,8 +1,10 @@
 """The package's own Celery app, configured from the settings.
 
-`celery -A credit_tasks worker|beat` runs it standalone, and `check_credits.delay()` from a
-plain script sends through it. A host app that imports the tasks sends them through its
-own broker instead, since they are shared tasks.
+It exists for `celery -A credit_tasks worker|beat|flower` and the `credit-monitor` command,
+and is never made the current app: the tasks are shared tasks, so a host app that imports
+them sends them through its own broker, whichever is imported first. A plain script with no
+app of its own sends through this one by making it current (`app.set_current()`) or by
+name (`app.send_task("credit_tasks.check_credits")`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .errors import ConfigError
 from .settings import Settings, load_settings
 
 BEAT_ENTRY = "check-openrouter-credits"
+QUEUE = "credits"  # where the package's app sends its tasks
+DEFAULT_QUEUE = "celery"  # Celery's, where another app's send_task("credit_tasks.…") lands
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -34,8 +38,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def celery_config(settings: Settings | None = None) -> dict[str, Any]:
-    """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule)."""
-    settings = settings or load_settings()
+    """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule).
+
+    Without `settings` it loads them; under the `celery` command a bad one ends the process
+    in one line and exit 3, whether the app or a `celeryconfig.py` asked.
+    """
+    settings = settings or _settings_or_exit()
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
@@ -60,6 +68,10 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
         },
         "worker_hijack_root_logger": False,
+        # `worker --queues=credits` runs everything this app sends; a worker without
+        # --queues reads both queues
+        "task_routes": {"credit_tasks.*": {"queue": QUEUE}},
+        "task_queues": {QUEUE: {}, DEFAULT_QUEUE: {}},
         "beat_schedule": beat_schedule(settings),
         **(redbeat_config(settings) if settings.credit_beat_scheduler == "redbeat" else {}),
     }
@@ -79,9 +91,9 @@ def redbeat_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _config_or_exit() -> dict[str, Any]:
+def _settings_or_exit() -> Settings:
     try:
-        return celery_config()
+        return load_settings()
     except ConfigError as exc:
         # `celery worker|beat` reads this while parsing its options: one line, not a traceback
         if "celery.bin.celery" in sys.modules:
@@ -90,7 +102,8 @@ def _config_or_exit() -> dict[str, Any]:
         raise
 
 
-app = Celery("credit_tasks", include=["credit_tasks.tasks"])  # the worker loads the tasks
-app.add_defaults(_config_or_exit)
+# never the current app: a host's tasks must not follow this one's broker
+app = Celery("credit_tasks", include=["credit_tasks.tasks"], set_as_current=False)
+app.add_defaults(celery_config)
 # celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
 app.config_from_object("celeryconfig", silent=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,7 @@ from .errors import FetchError, KeyRejected
 from .history import Point, burn_rate_usd_per_hour, runway_hours
 from .readings import KeyInfo, Snapshot
 from .rules import (
+    RUNWAY,
     Decision,
     Failure,
     KeyFigures,
@@ -46,7 +48,40 @@ SKIPPED_SCHEDULED = (
     "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
 )
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+# the worst of several statuses, as Nagios aggregators rank them: unknown only beats ok
+_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
 UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
+
+
+def severity(status: Status) -> int:
+    """How bad `status` is: ok 0, unknown 1, warning 2, critical 3."""
+    return _SEVERITY[status]
+
+
+def worst_of(statuses: Iterable[Status]) -> Status:
+    """The most severe of `statuses` (critical, warning, unknown, ok); ok when there are none."""
+    return max(statuses, key=severity, default=Status.OK)
+
+
+def others_note(runway: Status | None, keys: Iterable[Status]) -> str:
+    """`runway warning, 1 key critical`: what besides the account is not ok, or ''."""
+    parts = [f"runway {runway.value}"] if runway not in (None, Status.OK) else []
+    keys = list(keys)
+    for status in (Status.CRITICAL, Status.WARNING, Status.UNKNOWN):
+        if count := keys.count(status):
+            parts.append(f"{count} key{'s' if count != 1 else ''} {status.value}")
+    return ", ".join(parts)
+
+
+def stored_worst(current: Mapping[str, str], monitoring: Mapping[str, str]) -> tuple[Status, str]:
+    """The last recorded check's worst status, as its exit code was, and what besides the
+    account made it so; unknown when the checks now fail."""
+    account = Status(current.get("status") or Status.UNKNOWN.value)
+    failing = int(monitoring.get("consecutive_failures") or 0) > 0
+    if account is Status.UNKNOWN and failing:
+        return account, ""  # the keys and runway of an older check say nothing about now
+    worst = worst_of([account, Status(current.get("worst_status") or account.value)])
+    return worst, current.get("worst_note") or ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +107,11 @@ class KeyStatus:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What one check found and which alerts it raised."""
+    """What one check found and which alerts it raised.
+
+    `status` is the account's (a skipped check's is the stored one); `worst`, which the exit
+    code follows, also counts the runway and the keys, and is unknown for a skipped check.
+    """
 
     status: Status
     checked_at: datetime
@@ -86,10 +125,23 @@ class CheckResult:
     runway_hours: float | None = None
     keys: list[KeyStatus] = field(default_factory=list)
     unreadable_keys: list[str] = field(default_factory=list)
+    keys_listed: bool = False  # False: no management key, or the listing failed
+    runway_status: Status | None = None  # None: no projection judged
+
+    @property
+    def worst(self) -> Status:
+        if self.skipped:
+            return Status.UNKNOWN
+        runway = [self.runway_status] if self.runway_status else []
+        return worst_of([self.status, *runway, *(k.status for k in self.keys)])
+
+    @property
+    def others_note(self) -> str:
+        return others_note(self.runway_status, (k.status for k in self.keys))
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return EXIT_CODES[self.worst]
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-safe summary, free of secrets."""
@@ -99,6 +151,8 @@ class CheckResult:
             counts[k.status.value] += 1
         return {
             "status": self.status.value,
+            "worst_status": self.worst.value,
+            "runway_status": self.runway_status.value if self.runway_status else None,
             "checked_at": self.checked_at.isoformat(),
             "remaining_usd": snap.get("remaining_usd"),
             "usage_usd": snap.get("usage_usd"),
@@ -107,9 +161,10 @@ class CheckResult:
             "account_balance_usd": snap.get("account_balance_usd"),
             "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
             "runway_hours": _round(self.runway_hours, 2),
+            # null: not listed (no management key, or the listing failed); else the counts
             "keys": (
                 {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
-                if self.keys or self.unreadable_keys
+                if self.keys_listed
                 else None
             ),
             "skipped": self.skipped,
@@ -190,7 +245,8 @@ def run_check(
         )
     committed = False
     try:
-        result = _decide_and_commit(settings, store, now, _fetch(client, now), claim.token)
+        seen = _fetch(client, now, management=settings.openrouter_management_key is not None)
+        result = _decide_and_commit(settings, store, now, seen, claim.token)
         committed = True  # the commit freed the lock
         return result
     finally:
@@ -209,9 +265,10 @@ class _Seen:
     error: FetchError | None = None
     keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
     keys_complete: bool = False  # every key of the account is named: stale states can go
+    listed: bool = False  # the account's keys were listed: a management key, and an answer
 
 
-def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
+def _fetch(client: OpenRouterClient, now: datetime, *, management: bool) -> _Seen:
     try:
         reading = client.read(now)
     except FetchError as exc:
@@ -230,10 +287,12 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         listing.unreadable,
         keys_note=listing.note,
         keys_complete=listing.complete,
+        listed=management,
     )
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
+    """A check that did not look: the stored status for the reader, but its worst is unknown."""
     stored = store.current().get("status") or Status.UNKNOWN.value
     log.info("check %s", note)
     return CheckResult(Status(stored), now, skipped=True, note=note)
@@ -300,9 +359,13 @@ def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetim
         status = Status.UNKNOWN.value if decision.statuses else None
         return Commit(now, status, error=str(seen.error))
     assert seen.snapshot is not None
+    key_statuses = [s for subject, s in decision.statuses.items() if subject.kind == "key"]
     extra = {
         "burn_rate_usd_per_hour": _round(observed.burn_rate_usd_per_hour, 6),
         "runway_hours": _round(observed.runway_hours, 2),
+        # what `status` exits with, as `check` did
+        "worst_status": worst_of([decision.status, *decision.statuses.values()]).value,
+        "worst_note": others_note(decision.statuses.get(RUNWAY), key_statuses),
     }
     keys = None
     if seen.keys is not None:
@@ -361,6 +424,8 @@ def _result(
         runway_hours=observed.runway_hours,
         keys=_key_rows(seen.keys or [], decision),
         unreadable_keys=list(seen.unreadable),
+        keys_listed=seen.listed,
+        runway_status=decision.statuses.get(RUNWAY),
     )
 
 

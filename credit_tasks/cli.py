@@ -1,7 +1,8 @@
 """`credit-monitor`: check, monitor, history and status for people and cron jobs.
 
 Exit codes follow the Nagios plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown or
-error. Expected failures end in one line on stderr, never a traceback.
+error, for the worst status among the account, its runway and the keys (a skipped check is
+unknown). Expected failures end in one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import notify, rollup
 from .alerts import remaining_text
-from .check import EXIT_CODES, CheckResult, run_check
+from .check import EXIT_CODES, CheckResult, run_check, severity, stored_worst
 from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
@@ -32,6 +34,7 @@ SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
 NAME_WIDTH, LABEL_WIDTH = 32, 22  # the keys table's columns
 MAX_HISTORY_HOURS = MAX_RETENTION_DAYS * 24
+CUT_SHORT = 141  # 128 + SIGPIPE: how a shell tool ends when the reader of its pipe left
 
 
 def _money(value: object) -> str:
@@ -43,8 +46,12 @@ def _num(value: float) -> str:
 
 
 def nagios_line(result: CheckResult, settings: Settings) -> str:
-    """`CREDITS WARNING - $8.00 left | remaining=8.00;10;5;0`, the plugin convention."""
-    label = f"CREDITS {result.status.value.upper()}"
+    """`CREDITS WARNING - $8.00 left | remaining=8.00;10;5;0`, the plugin convention.
+
+    The label is the worst status, as the exit code; the account's figure comes first, then
+    the runway or keys that are worse than ok.
+    """
+    label = f"CREDITS {result.worst.value.upper()}"
     snap = result.snapshot
     if snap is None:
         return f"{label} - {result.error or result.note or 'no data'}"
@@ -65,6 +72,8 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
             window_hours=settings.credit_burn_window_hours,
         )
         text = f"{remaining_text(about)} ({snap.source.replace('_', ' ')})"
+    if result.others_note:
+        text = f"{text}; {result.others_note}"
     if result.runway_hours is not None:
         perf.append(
             f"runway_hours={result.runway_hours:.1f};{settings.credit_runway_warning_hours:g};;0"
@@ -121,17 +130,18 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     _open(settings).close()
     from .celery import app
 
-    schedule = Path(tempfile.gettempdir()) / f"{PROG}-{settings.credit_redis_prefix}-beat"
-    app.worker_main(
-        [
-            "worker",
-            "--beat",
-            f"--schedule={schedule}",
-            f"--loglevel={args.loglevel}",
-            "--concurrency=1",
-            f"--hostname={PROG}@%h",
-        ]
-    )
+    # beat's schedule is this monitor's own: two monitors on one machine must not share it
+    with tempfile.TemporaryDirectory(prefix=f"{PROG}-beat-") as state:
+        app.worker_main(
+            [
+                "worker",
+                "--beat",
+                f"--schedule={Path(state) / 'celerybeat-schedule'}",
+                f"--loglevel={args.loglevel}",
+                "--concurrency=1",
+                f"--hostname={PROG}@%h",
+            ]
+        )
     return 0
 
 
@@ -205,17 +215,31 @@ def _runway_text(current: dict[str, str], settings: Settings) -> str:
     )
 
 
+def key_order(row: dict[str, Any]) -> tuple[int, bool, float, str]:
+    """Worst status first, then the smallest share of its limit left; uncapped keys last."""
+    remaining, limit = row["remaining_usd"], row["limit_usd"]
+    share = None if remaining is None or limit is None else remaining / limit if limit > 0 else 0.0
+    return (-severity(Status(row["status"])), share is None, share or 0.0, row["name"])
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     settings = load_settings()
     with _open(settings) as rt:
-        rows = rt.store.keys_table()
-    # least remaining first; uncapped keys (no remaining) last
-    rows.sort(key=lambda r: (r["remaining_usd"] is None, r["remaining_usd"] or 0.0, r["name"]))
+        rows, checked_at = rt.store.keys_table(), rt.store.current().get("checked_at")
+    rows.sort(key=key_order)
     if args.json:
         print(json.dumps(rows))
         return 0
     if not rows:
-        print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
+        if settings.openrouter_management_key is None:
+            print(f"No keys recorded: set OPENROUTER_MANAGEMENT_KEY and run `{PROG} check`.")
+        elif checked_at:
+            print(
+                f"No keys recorded: the account listed none at the last check ({checked_at}); "
+                f"`{PROG} check` says so when the listing fails."
+            )
+        else:
+            print(f"No keys recorded yet: run `{PROG} check`.")
         return 0
     # cut after cleaning, so a cut can never leave an escape sequence open
     names = [cut(str(r["name"]), NAME_WIDTH) for r in rows]
@@ -239,15 +263,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     current, monitoring = answer["current"], answer["monitoring"]
     alerts, warnings = answer["recent_alerts"], answer["warnings"]
     status = Status(current.get("status") or "unknown")
+    worst, others = stored_worst(current, monitoring)  # the exit code, as `check`'s was
     if args.json:
         print(json.dumps(answer))
-        return EXIT_CODES[status]
+        return EXIT_CODES[worst]
     for warning in warnings:
         print(f"Warning:    {warning}")
     if not current and not monitoring:
         print(f"No check recorded yet: run `{PROG} check` or start the worker with beat.")
         return 3
-    print(f"Status:     {status.value.upper()}")
+    because = f" (account {status.value}, {others})" if others else ""
+    print(f"Status:     {worst.value.upper()}{because}")
     print(
         f"Remaining:  {_money(current.get('remaining_usd'))} "
         f"(source: {current.get('source') or '-'})"
@@ -285,7 +311,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"  {plain(a.get('timestamp', ''))[:19]}  {plain(a.get('type', '')):<8} "
                 f"{plain(a.get('id', ''))}  {plain(a.get('message', ''))}{pending}"
             )
-    return EXIT_CODES[status]
+    return EXIT_CODES[worst]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -318,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(func=cmd_status)
-    keys = sub.add_parser("keys", help="every key of the account, least remaining first")
+    keys = sub.add_parser(
+        "keys", help="every key of the account, worst first, then least of its limit left"
+    )
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
     add_silence_parsers(sub)  # silence, ack
@@ -351,10 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     # the CLI prints its own lines; keep library warnings for the log of a worker
     logging.getLogger("credit_tasks").setLevel(logging.ERROR)
+    code = CUT_SHORT
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
+    except BrokenPipeError:
+        # `history 48 | head`: the reader has what it wanted; the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except CreditTasksError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130
+    return code

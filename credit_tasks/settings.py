@@ -8,11 +8,13 @@ URLs that may carry a password are only ever shown through `redact_url`.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -93,6 +95,21 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+class _DotEnvUnlessEmptied(PydanticBaseSettingsSource):
+    """The `.env` values, less those whose variable the environment sets to empty."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the .env source whole
+
+    def __call__(self) -> dict[str, Any]:
+        emptied = {name.lower() for name, value in os.environ.items() if not value}
+        return {k: v for k, v in self._dotenv().items() if k.lower() not in emptied}
+
+
 class Settings(BaseSettings):
     """Every setting of credit_tasks; build one with `load_settings()`."""
 
@@ -140,6 +157,19 @@ class Settings(BaseSettings):
     # the web face: basic auth for all but /healthz, and /metrics left open when asked
     credit_web_auth: SecretStr | None = None
     credit_web_metrics_public: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # an empty variable unsets its setting: .env must not fill it back in
+        dotenv = _DotEnvUnlessEmptied(settings_cls, dotenv_settings)
+        return init_settings, env_settings, dotenv, file_secret_settings
 
     @field_validator("*", mode="after")
     @classmethod

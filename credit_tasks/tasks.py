@@ -1,5 +1,8 @@
 """The Celery tasks: thin shells over the check, the store and delivery.
 
+They are shared tasks, bound to whichever app is current: the host's, or in the package's
+own worker its app. Importing this module creates no app.
+
 Each worker process holds one `Runtime` (settings, store, client, channels), built on first
 use after the fork and closed when the process shuts down. `use_runtime` installs another
 one, for tests or for a host that builds its own.
@@ -16,7 +19,6 @@ from celery import Task, shared_task
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
-from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
 from . import notify, rollup
 from .alerts import Alert
 from .check import run_check

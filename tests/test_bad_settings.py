@@ -1,7 +1,8 @@
 """Bad settings: one clear line and exit 3 from every command that loads them, and from a worker.
 
 The table runs `credit_tasks.cli.main` in-process (the environment is the interface here);
-a few rows run the real `credit-monitor`, `celery worker` and `celery beat` processes.
+a few rows run the real `credit-monitor`, `celery worker`, `celery beat` and `celery flower`
+processes, from another folder and from the project root (where `celeryconfig.py` is read).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from credit_tasks.cli import main
 from credit_tasks.simulator import Simulator
 
-from .conftest import API_KEY, BIN, run_cli, service_env
+from .conftest import API_KEY, BIN, ROOT, run_cli, service_env
 
 PREFIXES = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_")
 MUST_BE_BELOW = "CREDIT_CRITICAL_THRESHOLD must be below CREDIT_WARNING_THRESHOLD"
@@ -193,20 +194,22 @@ def test_a_worker_refuses_a_setting_beyond_its_bounds_at_start(
     assert done.stderr == f"credit_tasks: {expected}\n"
 
 
-@pytest.mark.parametrize("program", ["worker", "beat"])
-def test_a_worker_or_beat_with_a_bad_setting_exits_3_with_one_line(
-    sim: Simulator, redis_server: str, tmp_path: Path, program: str
+@pytest.mark.parametrize("program", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("where", ["elsewhere", "the project root"])
+def test_a_worker_beat_or_flower_with_a_bad_setting_exits_3_with_one_line(
+    sim: Simulator, redis_server: str, tmp_path: Path, program: str, where: str
 ) -> None:
+    """The project root has `celeryconfig.py`, which loads the settings a second time."""
     env = service_env(sim, redis_server, CREDIT_CRITICAL_THRESHOLD="20")
     done = subprocess.run(
         [str(BIN / "celery"), "-A", "credit_tasks", program, "--loglevel=INFO"],
         env=env,
-        cwd=tmp_path,
+        cwd=ROOT if where == "the project root" else tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 3
+    assert done.returncode == 3, done.stderr
     assert done.stdout == ""
     assert (
         done.stderr == f"credit_tasks: {MUST_BE_BELOW}: lower it or raise the warning threshold\n"

@@ -12,7 +12,14 @@ import pytest
 import redis
 
 from credit_tasks import notify, silences
-from credit_tasks.check import UNKNOWN_BALANCE_HINT, policy, run_check, unreadable_note
+from credit_tasks.check import (
+    SKIPPED_RUNNING,
+    UNKNOWN_BALANCE_HINT,
+    policy,
+    run_check,
+    unreadable_note,
+    worst_of,
+)
 from credit_tasks.client import OpenRouterClient
 from credit_tasks.keyspace import Keyspace
 from credit_tasks.rules import ACCOUNT, RUNWAY, AlertType, Observation, Status, decide
@@ -532,6 +539,79 @@ def test_two_copies_of_a_key_that_disagree_alert_once_and_show_the_copy_with_les
     assert sent == [AlertType.CRITICAL, AlertType.CRITICAL]  # the first, then once per cooldown
     [row] = store.keys_table()
     assert (row["remaining_usd"], row["status"]) == (0.1, "critical")
+
+
+def test_a_critical_key_makes_the_worst_status_and_the_exit_code_critical(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    sim.add_key("sk-or-v1-customer-low", name="Low", limit=10.0, usage=9.9)
+    result = check(settings, store, T0)
+    assert (result.status, result.worst, result.exit_code) == (Status.OK, Status.CRITICAL, 2)
+    assert result.others_note == "1 key critical"
+    data = result.as_dict()
+    assert (data["status"], data["worst_status"]) == ("ok", "critical")
+    current = store.current()
+    assert (current["status"], current["worst_status"]) == ("ok", "critical")
+    assert current["worst_note"] == "1 key critical"
+
+
+def test_a_short_runway_makes_the_worst_status_a_warning(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 50.0)
+    check(settings, store, T0)
+    balance(sim, 49.0)  # $1 a minute: 49 minutes left, well under 48 h
+    result = check(settings, store, T0 + timedelta(minutes=1))
+    assert (result.status, result.runway_status) == (Status.OK, Status.WARNING)
+    assert (result.worst, result.exit_code, result.others_note) == (
+        Status.WARNING,
+        1,
+        "runway warning",
+    )
+    assert result.as_dict()["runway_status"] == "warning"
+
+
+def test_a_skipped_check_is_unknown_exit_3_and_says_why(
+    sim: Simulator, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    assert check(settings, store, T0).exit_code == 0  # the stored status is ok
+    held = store.claim(60.0, None)  # another check is running
+    assert held.token is not None
+    result = check(settings, store, T0 + timedelta(minutes=1))
+    assert (result.skipped, result.worst, result.exit_code) == (True, Status.UNKNOWN, 3)
+    assert result.note == SKIPPED_RUNNING
+    assert result.status is Status.OK  # the stored one, for whoever reads the result
+    assert result.as_dict()["worst_status"] == "unknown"
+
+
+def test_check_json_tells_no_keys_from_keys_not_checked(
+    sim: Simulator, redis_url: str, settings: Settings, store: Store
+) -> None:
+    balance(sim, 80.0)
+    sim.inject("data", data=[], path="/keys")  # the account lists no key
+    listed_none = check(settings, store, T0).as_dict()["keys"]
+    assert listed_none == {"checked": 0, "ok": 0, "warning": 0, "critical": 0, "unreadable": 0}
+    sim.inject("status", status=400, path="/keys")
+    assert check(settings, store, T0 + timedelta(minutes=1)).as_dict()["keys"] is None
+    no_management = make_settings(sim, redis_url, openrouter_management_key=None)
+    assert check(no_management, store, T0 + timedelta(minutes=2)).as_dict()["keys"] is None
+
+
+@pytest.mark.parametrize(
+    ("statuses", "worst"),
+    [
+        ([], Status.OK),
+        ([Status.OK, Status.UNKNOWN], Status.UNKNOWN),
+        ([Status.UNKNOWN, Status.WARNING], Status.WARNING),
+        ([Status.WARNING, Status.CRITICAL, Status.UNKNOWN], Status.CRITICAL),
+    ],
+)
+def test_the_worst_status_ranks_critical_warning_unknown_ok(
+    statuses: list[Status], worst: Status
+) -> None:
+    assert worst_of(statuses) is worst
 
 
 def published(pubsub: Any) -> list[dict[str, Any]]:

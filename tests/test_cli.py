@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ import redis
 from credit_tasks.cli import sparkline
 from credit_tasks.simulator import Simulator
 
-from .conftest import API_KEY, MANAGEMENT_KEY, run_cli, service_env, wait_for
+from .conftest import API_KEY, BIN, MANAGEMENT_KEY, run_cli, service_env, wait_for
 
 
 def balance(sim: Simulator, usd: float) -> None:
@@ -39,6 +42,36 @@ def test_check_prints_a_nagios_line_and_exits_with_the_status_code(
     assert done.returncode == code, done.stderr
     assert done.stdout.splitlines()[0].startswith(line)
     assert done.stderr == ""
+
+
+def test_a_critical_key_makes_check_and_status_exit_2_with_the_account_first(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    sim.add_key("sk-or-v1-customer-low", name="Low", limit=50.0, usage=48.0)  # $2 of $50
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    line = done.stdout.splitlines()[0]
+    assert line.startswith("CREDITS CRITICAL - $80.00 left (account); 1 key critical | ")
+    data = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert (data["status"], data["worst_status"]) == ("ok", "critical")
+    status = run_cli(env, "status", cwd=tmp_path)
+    assert status.returncode == 2
+    assert "Status:     CRITICAL (account ok, 1 key critical)" in status.stdout
+    assert run_cli(env, "status", "--json", cwd=tmp_path).returncode == 2
+
+
+def test_a_skipped_check_exits_3_and_says_why(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, rdb: redis.Redis
+) -> None:
+    balance(sim, 80.0)
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    balance(sim, 2.0)
+    rdb.set("openrouter:monitoring:lock", "another-check", px=60_000)
+    done = run_cli(env, "check", cwd=tmp_path)
+    assert done.returncode == 3
+    assert done.stdout == "CREDITS UNKNOWN - skipped: another check is running\n"
+    assert json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)["skipped"] is True
 
 
 def test_check_is_the_default_command(sim: Simulator, env: dict[str, str], tmp_path: Path) -> None:
@@ -205,7 +238,6 @@ def test_no_secret_appears_in_any_output(
 
 
 def test_python_dash_m_is_the_same_command(env: dict[str, str], tmp_path: Path) -> None:
-    import subprocess
     import sys
 
     done = subprocess.run(
@@ -261,3 +293,90 @@ def test_keys_lists_every_key_least_remaining_first(
     assert table[1].startswith("Customer B") and "critical" in table[1]
     for key in ("sk-or-v1-customer-a", "sk-or-v1-customer-b", API_KEY, MANAGEMENT_KEY):
         assert key not in "\n".join(table) + json.dumps(rows)
+
+
+def test_history_into_a_pipe_whose_reader_left_ends_quietly(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`credit-monitor history 48 | head`: here the reader leaves before the first line."""
+    for usd in (40.0, 30.0):
+        balance(sim, usd)
+        run_cli(env, "check", cwd=tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [str(BIN / "credit-monitor"), "history", "48"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 141  # as a shell tool cut short by its reader
+
+
+def test_keys_sorts_by_status_then_by_the_share_of_the_limit_left(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    sim.add_key("sk-or-v1-customer-big", name="Big", limit=50.0, usage=48.0)  # $2, 4 %
+    sim.add_key("sk-or-v1-customer-small", name="Small", limit=5.0, usage=3.5)  # $1.50, 30 %
+    sim.add_key("sk-or-v1-customer-mid", name="Mid", limit=10.0, usage=8.5)  # $1.50, 15 %
+    sim.add_key("sk-or-v1-customer-tight", name="Tight", limit=100.0, usage=97.0)  # $3, 3 %
+    run_cli(env, "check", cwd=tmp_path)
+    rows = json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)
+    assert [(r["name"], r["status"]) for r in rows] == [
+        ("Tight", "critical"),
+        ("Big", "critical"),
+        ("Mid", "warning"),
+        ("Small", "ok"),
+        ("App", "ok"),  # uncapped: last
+    ]
+
+
+def test_keys_with_the_management_key_and_no_key_listed_says_so(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    assert "No keys recorded yet: run `credit-monitor check`" in (
+        run_cli(env, "keys", cwd=tmp_path).stdout
+    )
+    sim.inject("data", data=[], path="/keys")  # the account lists no key
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    done = run_cli(env, "keys", cwd=tmp_path)
+    assert done.stdout.startswith("No keys recorded: the account listed none at the last check")
+    assert "OPENROUTER_MANAGEMENT_KEY" not in done.stdout
+    del env["OPENROUTER_MANAGEMENT_KEY"]
+    done = run_cli(env, "keys", cwd=tmp_path)
+    assert done.stdout.startswith("No keys recorded: set OPENROUTER_MANAGEMENT_KEY")
+
+
+def test_each_monitor_keeps_its_beat_schedule_in_a_folder_of_its_own(
+    sim: Simulator, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from credit_tasks import cli
+    from credit_tasks.celery import app
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    folders: list[Path] = []
+
+    def worker_main(argv: list[str]) -> None:
+        [schedule] = [a.split("=", 1)[1] for a in argv if a.startswith("--schedule=")]
+        folders.append(Path(schedule).parent)
+        assert folders[-1].is_dir()  # it exists while the monitor runs
+
+    monkeypatch.setattr(app, "worker_main", worker_main)
+    level = logging.getLogger("credit_tasks").level
+    try:
+        assert cli.main(["monitor"]) == 0
+        assert cli.main(["monitor"]) == 0
+    finally:
+        logging.getLogger("credit_tasks").setLevel(level)  # main() quiets it for the CLI
+    assert folders[0] != folders[1]
+    assert not any(folder.exists() for folder in folders)  # and is gone after

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import redis
 from credit_tasks.simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY
 from credit_tasks.stack import parse_duration
 
-from .conftest import BIN, free_port, wait_for
+from .conftest import BIN, ROOT, free_port, wait_for
 
 CLEAN_ENV = {
     k: v
@@ -164,6 +165,29 @@ def test_run_without_a_key_says_so_in_one_line_and_points_to_the_demo(tmp_path: 
     assert done.stderr.count("\n") == 1
     assert "OPENROUTER_API_KEY is not set" in done.stderr and "make demo" in done.stderr
     assert not (tmp_path / ".run").exists()
+
+
+def test_make_run_without_a_key_prints_our_one_line_and_no_error_line_of_make() -> None:
+    stamp, project = ROOT / ".venv" / ".installed", ROOT / "pyproject.toml"
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    if not stamp.exists() or stamp.stat().st_mtime < project.stat().st_mtime:
+        pytest.skip("the project's .venv is not set up: make would install it first")
+    if (ROOT / ".env").exists():
+        pytest.skip("a .env in the project root may hold a key: make run would start")
+    env = {k: v for k, v in CLEAN_ENV.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == ""
+    assert done.stderr.startswith("credit-monitor: OPENROUTER_API_KEY is not set")
+    assert done.stderr.count("\n") == 1, done.stderr  # no "make: *** [run] Error 3"
+    assert done.returncode == 0
 
 
 def test_the_demo_refuses_a_busy_flower_port_in_one_line_before_starting_anything(

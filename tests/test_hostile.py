@@ -67,7 +67,7 @@ def test_no_escape_code_from_the_api_reaches_check_keys_or_status(
 ) -> None:
     sim.add_raw_key_item(evil_item())
     done = run_cli(env, "check", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 2, done.stderr  # a critical key: the worst status
     assert 'alert critical: OpenRouter key "[2J[H]0;owned31mCLEARED' in done.stdout
     keys = run_cli(env, "keys", cwd=tmp_path)
     status = run_cli(env, "status", cwd=tmp_path)
@@ -177,7 +177,7 @@ def test_a_used_up_key_is_critical_at_a_key_critical_percent_of_0(
     sim.add_key("sk-or-v1-a-cent", name="A cent", limit=10.0, usage=9.99)
     env = env | {"CREDIT_KEY_CRITICAL_PERCENT": "0"}
     done = run_cli(env, "check", "--json", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr  # the account is fine
+    assert done.returncode == 2, done.stderr  # the account is fine, a key is critical
     rows = {
         r["name"]: r["status"]
         for r in json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)

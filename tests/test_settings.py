@@ -305,6 +305,22 @@ def test_require_api_key_says_to_set_openrouter_api_key() -> None:
     assert "\n" not in message
 
 
+def test_an_empty_variable_counts_as_unset_even_when_dotenv_has_a_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(
+        "CREDIT_WARNING_THRESHOLD=20\n"
+        "OPENROUTER_API_KEY=sk-or-v1-from-dotenv\n"
+        "CREDIT_CRITICAL_THRESHOLD=7\n"
+    )
+    monkeypatch.setenv("CREDIT_WARNING_THRESHOLD", "")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "")
+    settings = load_settings()
+    assert settings.credit_warning_threshold == 10.0  # the default, not .env's 20
+    assert settings.openrouter_api_key is None
+    assert settings.credit_critical_threshold == 7.0  # a variable left alone still reads .env
+
+
 def test_an_empty_api_key_is_as_good_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", "")
     with pytest.raises(ConfigError, match="OPENROUTER_API_KEY"):

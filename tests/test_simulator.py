@@ -383,7 +383,7 @@ def test_control_api_programs_the_simulator_over_http() -> None:
         assert control.get("/_sim/state").json()["keys"] == []
 
 
-def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
+def test_main_prints_the_url_and_its_keys_and_exits_cleanly_on_sigterm() -> None:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -405,6 +405,14 @@ def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
         line = process.stdout.readline().strip()
         assert line.startswith("OpenRouter simulator on http://127.0.0.1:")
         base_url = line.rsplit(" ", 1)[1]
+        keys = [process.stdout.readline().split() for _ in range(3)]
+        assert keys[0] == ["ordinary", "key", "sk-or-v1-sim-ordinary"]
+        assert keys[1][:3] == ["management", "key", "sk-or-v1-sim-management"]
+        assert keys[2][-3:] == [
+            f"OPENROUTER_BASE_URL={base_url}",
+            "OPENROUTER_API_KEY=sk-or-v1-sim-ordinary",
+            "OPENROUTER_MANAGEMENT_KEY=sk-or-v1-sim-management",
+        ]
         response = httpx.get(
             base_url + "/keys",
             timeout=5,
@@ -418,6 +426,19 @@ def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_simulate_help_names_the_keys_it_accepts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "credit_tasks", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    assert "sk-or-v1-sim-ordinary" in done.stdout
+    assert "sk-or-v1-sim-management" in done.stdout
+    assert "answers 401 to any other" in done.stdout
 
 
 def test_raw_key_items_are_listed_first_and_paged_with_the_keys(sim: Simulator) -> None:
