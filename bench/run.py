@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import check_cost, history, keys, latency, table
+from . import check_cost, history, keys, latency, table, web
 from .common import BenchError, machine, services
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -33,6 +33,9 @@ class Sizes:
     crossings: int
     keys: int
     keys_reps: int
+    web_days: float
+    web_keys: int
+    web_rounds: int
 
 
 FULL = Sizes(
@@ -44,6 +47,9 @@ FULL = Sizes(
     crossings=60,
     keys=10_000,  # 101 pages of /keys with the bench's own key
     keys_reps=5,
+    web_days=90.0,  # 129,600 one-minute checks
+    web_keys=10_000,
+    web_rounds=40,
 )
 SMOKE = Sizes(
     points=2_000,
@@ -54,6 +60,9 @@ SMOKE = Sizes(
     crossings=2,
     keys=250,  # 3 pages
     keys_reps=2,
+    web_days=1.0,
+    web_keys=250,
+    web_rounds=2,
 )
 
 
@@ -106,11 +115,14 @@ def run_all(sizes: Sizes, out: Path, *, progress: bool = True) -> dict[str, Any]
         alert = latency.run(svc, crossings=sizes.crossings)
         say(f"{sizes.keys:,} keys: checks of a management key with a fleet of capped keys …")
         fleet = keys.run(svc, keys=sizes.keys, reps=sizes.keys_reps, say=say)
+        say(f"web: {sizes.web_days:g} days of one-minute checks and {sizes.web_keys:,} keys …")
+        face = web.run(svc, days=sizes.web_days, keys=sizes.web_keys, rounds=sizes.web_rounds)
     results["benchmarks"] = {
         "history": hist,
         "check_cost": cost,
         "alert_latency": alert,
         "keys_10k": fleet,
+        "web": face,
     }
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["table"] = table.rows(results)

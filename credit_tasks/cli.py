@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import history, notify
+from . import notify, rollup
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check, severity, stored_worst
 from .cli_report import add_parser as add_report_parser
@@ -26,9 +26,10 @@ from .errors import CreditTasksError
 from .rules import About, Status
 from .runtime import Runtime
 from .settings import MAX_RETENTION_DAYS, Settings, load_settings
-from .silences import ack_line, ack_row, held_note, silence_line, silence_row
+from .silences import ack_line, held_note, silence_line
 from .stack import add_parsers as add_stack_parsers
 from .text import cut, duration, money, plain, span
+from .web.command import add_parser as add_serve_parser
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
@@ -160,12 +161,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     settings = load_settings()
     end = datetime.now(UTC)
     with _open(settings) as rt:
-        points = rt.store.history(end - timedelta(hours=args.hours), end)
-    answer = history.report(args.hours, points)
+        width_s, buckets = rt.store.buckets(end - timedelta(hours=args.hours), end)
+    answer = rollup.report(args.hours, width_s, buckets)
     if args.json:
         print(json.dumps(answer))
         return 0
-    if not points:
+    if not buckets:
         print(
             f"No checks recorded in the last {args.hours:g} h: run `{PROG} check` "
             "or start the worker with beat."
@@ -173,9 +174,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     summary = answer["summary"]
     assert isinstance(summary, dict)
-    known = [p.remaining_usd for p in points if p.remaining_usd is not None]
-    print(f"Balance over the last {args.hours:g} h ({len(points)} checks)")
-    print(f"  {sparkline(known)}")
+    print(
+        f"Balance over the last {args.hours:g} h ({summary['points']} checks, "
+        f"in buckets of {rollup.width_text(width_s)})"
+    )
+    print(f"  {sparkline([b.min_usd for b in buckets])}")
     print(
         f"  first {_money(summary['first_remaining_usd'])}  last "
         f"{_money(summary['last_remaining_usd'])}  min {_money(summary['min_remaining_usd'])}"
@@ -190,15 +193,15 @@ def cmd_history(args: argparse.Namespace) -> int:
         line += f", {duration(float(str(runway)))} left at that pace"
     print(line)
     print()
-    print(f"{'time (UTC)':<20} {'remaining':>12} {'usage':>12}  status    source")
-    step = max(1, -(-len(points) // args.rows))
-    shown = points[::step]
-    if shown[-1] is not points[-1]:
-        shown.append(points[-1])
-    for p in shown:
+    print(f"{'bucket (UTC)':<20} {'min':>12} {'max':>12} {'last':>12}  checks")
+    step = max(1, -(-len(buckets) // args.rows))
+    shown = buckets[::step]
+    if shown[-1] is not buckets[-1]:
+        shown.append(buckets[-1])
+    for b in shown:
         print(
-            f"{p.timestamp:%Y-%m-%d %H:%M:%S} {_money(p.remaining_usd):>12} "
-            f"{_money(p.usage_usd):>12}  {p.status:<9} {p.source}"
+            f"{b.start:%Y-%m-%d %H:%M:%S} {_money(b.min_usd):>12} {_money(b.max_usd):>12} "
+            f"{_money(b.last_usd):>12}  {b.checks}"
         )
     return 0
 
@@ -274,25 +277,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
     with _open(settings) as rt:
-        current, monitoring = rt.store.current(), rt.store.monitoring_status()
-        alerts = rt.store.recent_alerts(5)
+        answer = rt.store.overview(5, now)  # the web's /api/status answers the same
         silenced, acked = rt.store.silencing(now)
-        warnings = [w for w in (rt.store.eviction_warning(),) if w]
+    current, monitoring = answer["current"], answer["monitoring"]
+    alerts, warnings = answer["recent_alerts"], answer["warnings"]
     status = Status(current.get("status") or "unknown")
     worst, others = stored_worst(current, monitoring)  # the exit code, as `check`'s was
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "current": current,
-                    "monitoring": monitoring,
-                    "recent_alerts": alerts,
-                    "silences": [silence_row(s, now) for s in silenced],
-                    "acks": [ack_row(a) for a in acked],
-                    "warnings": warnings,
-                }
-            )
-        )
+        print(json.dumps(answer))
         return EXIT_CODES[worst]
     for warning in warnings:
         print(f"Warning:    {warning}")
@@ -380,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parser(sub)  # report
     add_silence_parsers(sub)  # silence, ack
     add_stack_parsers(sub)  # demo, run
+    add_serve_parser(sub)
     sub.add_parser("simulate", help="run the OpenRouter simulator (see simulate --help)")
     return parser
 

@@ -85,12 +85,3 @@ def summarize(points: list[Point]) -> dict[str, object]:
         "burn_rate_usd_per_hour": round(rate, 6) if rate is not None else None,
         "runway_hours": round(runway, 2) if runway is not None else None,
     }
-
-
-def report(hours: float, points: list[Point]) -> dict[str, object]:
-    """The history answer shared by the task and the CLI: points and their summary."""
-    return {
-        "hours": hours,
-        "points": [p.as_dict() for p in points],
-        "summary": summarize(points),
-    }

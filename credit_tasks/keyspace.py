@@ -21,6 +21,10 @@ class Keyspace:
     def timeline(self) -> str:
         return f"{self.prefix}:credits:timeline"
 
+    def rollup(self, width_s: int) -> str:
+        """The history's buckets of `width_s` seconds, a sorted set scored by bucket start."""
+        return f"{self.prefix}:credits:rollup:{width_s}"
+
     @property
     def monitoring_status(self) -> str:
         return f"{self.prefix}:monitoring:status"
@@ -67,6 +71,16 @@ class Keyspace:
     @property
     def keys_current(self) -> str:
         return f"{self.prefix}:keys:current"
+
+    @property
+    def keys_by_remaining(self) -> str:
+        """The key hashes scored by what each has left, for a page of the least first."""
+        return f"{self.prefix}:keys:by_remaining"
+
+    @property
+    def alerts_sent(self) -> str:
+        """Per alert type, how many alerts were published since the data began."""
+        return f"{self.prefix}:alerts:sent"
 
     @property
     def keys_usage(self) -> str:

@@ -26,6 +26,7 @@ from .text import money
 DEMO_REDIS_PORT = 6390  # not 6379, so a system Redis is never touched
 RUN_REDIS_PORT = 6399  # the project-local Redis of `make run`, data kept in .redis/
 FLOWER_PORT = 5555
+WEB_PORT = 8000  # credit-monitor serve's default; a free one when it is taken
 DEMO_INTERVAL_S = 12.0
 DEMO_START_USD = 12.5
 DEMO_SPEND_USD_PER_HOUR = 180.0
@@ -204,6 +205,22 @@ def start_services(
     argv += ["--address=127.0.0.1", f"--port={flower_port}"]
     flower = sup.start("flower", argv, env | {"FLOWER_BASIC_AUTH": basic_auth}, plan.cwd)
     sup.wait_ready(flower, lambda: procs.listening(flower_port))
+
+
+def web_port(requested: int | None) -> int:
+    """The page's port: the one asked for, else 8000, else any free one."""
+    if requested is not None:
+        if not procs.port_free(requested):
+            raise ConfigError(f"port {requested} is busy: stop what uses it, or pass --web-port")
+        return requested
+    return WEB_PORT if procs.port_free(WEB_PORT) else procs.free_port()
+
+
+def start_web(sup: Supervisor, plan: Plan, port: int) -> None:
+    """`credit-monitor serve` on 127.0.0.1:`port`; returns once it answers."""
+    argv = [sys.executable, "-m", "credit_tasks", "serve", "--port", str(port)]
+    web = sup.start("web", argv, plan.env | {"PYTHONUNBUFFERED": "1"}, plan.cwd)
+    sup.wait_ready(web, lambda: procs.listening(port))
 
 
 def send_first_check(broker_url: str, expires_s: float) -> None:

@@ -74,8 +74,15 @@ _ALLOWED = {
     "credit_report_hour_utc": "a whole hour from 0 to 23, or empty for no scheduled report",
     "openrouter_api_key": "the key as OpenRouter shows it once (sk-or-v1-...), without spaces",
     "openrouter_management_key": "a management key (sk-or-v1-...) without spaces, or empty",
+    "credit_web_auth": "user:password, both non-empty, for the web page's basic auth",
+    "credit_web_metrics_public": "true or false (/metrics without CREDIT_WEB_AUTH)",
 }
-_SECRET_FIELDS = {"openrouter_api_key", "openrouter_management_key", "credit_alert_urls"}
+_SECRET_FIELDS = {
+    "openrouter_api_key",
+    "openrouter_management_key",
+    "credit_alert_urls",
+    "credit_web_auth",
+}
 _URL_FIELDS = {"openrouter_base_url", "redis_url", "celery_broker_url", "celery_result_backend"}
 
 
@@ -158,6 +165,9 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None  # user:password[,user:password] for Flower
     # how long an unacknowledged task waits before the Redis broker gives it to another worker
     credit_visibility_timeout_s: float = Field(300.0, ge=1, le=86400)
+    # the web face: basic auth for all but /healthz, and /metrics left open when asked
+    credit_web_auth: SecretStr | None = None
+    credit_web_metrics_public: bool = False
 
     @classmethod
     def settings_customise_sources(
@@ -192,6 +202,15 @@ class Settings(BaseSettings):
         if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
             raise ValueError("not a key")
         return SecretStr(key)
+
+    @field_validator("credit_web_auth", mode="after")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, _, password = value.get_secret_value().partition(":")
+            if not user or not password:
+                raise ValueError("not user:password")
+        return value
 
     @field_validator("openrouter_base_url")
     @classmethod

@@ -16,14 +16,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
 
+from . import rollup, timeline
 from . import silences as codec
-from . import timeline
 from .alerts import Alert
 from .errors import StoreError
 from .history import Point
@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
 _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has a limit
+_ZADD_CHUNK = 2000  # score pairs per ZADD: short pairs, well under that limit (8,000 values)
 
 # The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
 # Sentinel, which is what the monitor supports (not Cluster).
@@ -79,6 +80,36 @@ if p then
       failed = failed or reply.err
     end
   end
+end
+local roll = plan.rollup
+if roll then
+  -- each level's bucket of this check: read, add the check, write back; trim the retention
+  local ok, err = pcall(function()
+    local usd, at = roll[1], tonumber(roll[2])
+    local v = tonumber(usd)
+    for i = 4, #roll, 2 do
+      local key, width = roll[i], tonumber(roll[i + 1])
+      local start = at - at % width
+      local old = redis.call('ZRANGEBYSCORE', key, start, start)[1]
+      local member
+      if old then
+        local f = {}
+        for part in string.gmatch(old, '[^,]+') do f[#f + 1] = part end
+        local delta = v - tonumber(f[3])
+        member = table.concat({
+          tonumber(f[1]) + 1, f[2], usd,
+          (tonumber(f[4]) <= v) and f[4] or usd, (tonumber(f[5]) >= v) and f[5] or usd,
+          tonumber(f[6]) + math.max(0, -delta), tonumber(f[7]) + math.max(0, delta),
+          f[8], roll[2]}, ',')
+        redis.call('ZREM', key, old)
+      else
+        member = table.concat({1, usd, usd, usd, usd, 0, 0, roll[2], roll[2]}, ',')
+      end
+      redis.call('ZADD', key, start, member)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. roll[3])
+    end
+  end)
+  if not ok then failed = failed or (type(err) == 'table' and err.err or tostring(err)) end
 end
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 if failed then return redis.error_reply(failed) end
@@ -185,6 +216,10 @@ def _hset(key: str, mapping: dict[str, str]) -> list[str]:
 def _hset_chunks(key: str, mapping: dict[str, str]) -> list[list[str]]:
     rows = list(mapping.items())
     return [_hset(key, dict(rows[i : i + _HSET_CHUNK])) for i in range(0, len(rows), _HSET_CHUNK)]
+
+
+def _score(remaining_usd: object) -> str:
+    return "+inf" if remaining_usd is None else repr(float(str(remaining_usd)))
 
 
 def _state(raw: str | None) -> AlertState:
@@ -375,6 +410,8 @@ class Store:
             plan["version"] = loaded.silencing_version
         if change.point is not None:
             plan["point"] = self._point_command(change)
+            if change.point.get(timeline.REMAINING):
+                plan["rollup"] = self._rollup_args(change)
         keys = [self.keys.alert_state, self.keys.check_lock, self.keys.silences_version]
         return bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
 
@@ -419,9 +456,15 @@ class Store:
                 cmds.append(["HSET", k.current, "status", change.status])
                 cmds.append(["HSET", k.monitoring_status, "last_status", change.status])
         if change.keys is not None:
-            cmds.append(["DEL", k.keys_current])
-            rows = {h: json.dumps(row) for h, row in change.keys.items()}
-            cmds.extend(_hset_chunks(k.keys_current, rows))
+            cmds.append(["DEL", k.keys_current, k.keys_by_remaining])
+            rows = [(h, json.dumps(row)) for h, row in change.keys.items()]
+            for start in range(0, len(rows), _HSET_CHUNK):
+                cmds.append(_hset(k.keys_current, dict(rows[start : start + _HSET_CHUNK])))
+            # least remaining first for the web's pages; an uncapped key sorts last
+            scores = [(_score(row.get("remaining_usd")), h) for h, row in change.keys.items()]
+            for start in range(0, len(scores), _ZADD_CHUNK):
+                chunk = scores[start : start + _ZADD_CHUNK]
+                cmds.append(["ZADD", k.keys_by_remaining, *(x for pair in chunk for x in pair)])
         cmds.extend(self._spend_commands(change))
         for alert in change.alerts:
             cmds.extend(self._record_commands(alert))
@@ -460,6 +503,15 @@ class Store:
         minid = ms - int(self.retention_s * 1000)
         fields = [item for pair in change.point.items() for item in pair]
         return [self.keys.timeline, str(minid), f"{ms}-*", *fields]
+
+    def _rollup_args(self, change: Commit) -> list[str]:
+        """The check's balance, time and oldest kept time, then each level's key and width."""
+        assert change.point is not None
+        ms = _ms(change.now)
+        args = [change.point[timeline.REMAINING], str(ms), str(ms - int(self.retention_s * 1000))]
+        for width_s in rollup.LEVELS_S:
+            args += [self.keys.rollup(width_s), str(width_s * 1000)]
+        return args
 
     def _record_commands(self, alert: Alert) -> list[list[str]]:
         key = self.keys.alert(alert.id)
@@ -514,6 +566,7 @@ class Store:
                     pipe.execute_command(*command)
             pipe.publish(self.keys.channel, json.dumps(alert.as_dict()))
             pipe.hset(key, "delivered_at", now.isoformat())
+            pipe.hincrby(self.keys.alerts_sent, alert.type.value, 1)
             pipe.execute()
             return True
         finally:
@@ -612,3 +665,110 @@ class Store:
         keys = [self.keys.alert_state, self.keys.acks, self.keys.silences_version]
         args = [str(ack.subject), state_raw or "", codec.encode_ack(ack)]
         return bool(self._ack(keys=keys, args=args))
+
+    @_translated
+    def buckets(self, start: datetime, end: datetime) -> tuple[int, list[rollup.Bucket]]:
+        """The history from `start` to `end` in at most `MAX_BUCKETS` buckets, and their width.
+
+        Read from the finest stored level that covers the range in few enough buckets (one
+        round trip); when that level counts no more checks than that, from the checks
+        themselves at a finer width (a second). History older than the levels (written
+        before them) is read from the checks, the newest `MAX_BUCKETS` of them.
+        """
+        span_s = max(1.0, (end - start).total_seconds())
+        level = rollup.level_for(span_s)
+        start_ms, width_ms = _ms(start), level * 1000
+        members = self.redis.zrangebyscore(
+            self.keys.rollup(level), start_ms - start_ms % width_ms, _ms(end)
+        )
+        stored = [rollup.decode(m, level) for m in members]
+        if sum(b.checks for b in stored) <= rollup.MAX_BUCKETS:
+            entries = self.redis.xrevrange(
+                self.keys.timeline, max=_ms(end), min=start_ms, count=rollup.MAX_BUCKETS
+            )
+            points = [timeline.decode(i, f) for i, f in reversed(entries)]
+            # from the first check on: a young history is not squeezed into a few buckets
+            since = max(start, points[0].timestamp) if points else start
+            width = rollup.width_for(max(1.0, (end - since).total_seconds()))
+            return width, rollup.bucketize(points, width)
+        width = rollup.width_for(span_s, level)
+        return (width, rollup.merge(stored, width)) if width > level else (level, stored)
+
+    @_translated
+    def rebuild_rollups(self) -> int:
+        """Write every level again from the whole timeline; returns the checks read.
+
+        For history recorded before the levels existed. Run it while no check runs: a
+        check that lands meanwhile may be missing from a level until its bucket closes.
+        """
+        points: list[Point] = []
+        last = "-"
+        while entries := self.redis.xrange(self.keys.timeline, min=last, count=10_000):
+            points += [timeline.decode(i, f) for i, f in entries]
+            last = f"({entries[-1][0]}"
+        for width_s in rollup.LEVELS_S:
+            key = self.keys.rollup(width_s)
+            buckets = rollup.bucketize(points, width_s)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(key)
+            for i in range(0, len(buckets), 10_000):
+                pipe.zadd(key, {rollup.encode(b): b.start_ms for b in buckets[i : i + 10_000]})
+            pipe.execute()
+        return len(points)
+
+    @_translated
+    def keys_page(self, offset: int, count: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many keys there are, and `count` of them from `offset`, least remaining first."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.keys.keys_by_remaining)
+        pipe.zrange(self.keys.keys_by_remaining, offset, offset + count - 1)
+        total, hashes = pipe.execute()
+        if total == 0:  # a key table written before the index: sort it here
+            rows = self.keys_table()
+            rows.sort(key=lambda r: (_score(r.get("remaining_usd")) == "+inf", _key_order(r)))
+            return len(rows), rows[offset : offset + count]
+        raws = self.redis.hmget(self.keys.keys_current, hashes) if hashes else []
+        return int(total), [json.loads(r) for r in raws if r]
+
+    @_translated
+    def overview(self, alerts: int = 5, now: datetime | None = None) -> dict[str, Any]:
+        """`credit-monitor status --json` and `/api/status`: the stored snapshot, the monitoring
+        status, the newest alert records, the silences and acks in force, and warnings."""
+        now = now or datetime.now(UTC)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.current)
+        pipe.hgetall(self.keys.monitoring_status)
+        pipe.lrange(self.keys.alerts_list, 0, alerts - 1)
+        current, monitoring, ids = pipe.execute()
+        for alert_id in ids:
+            pipe.hgetall(self.keys.alert(alert_id))
+        records = pipe.execute() if ids else []
+        silenced, acked = self.silencing(now)
+        return {
+            "current": dict(current),
+            "monitoring": dict(monitoring),
+            "recent_alerts": [dict(r) for r in records if r],
+            "silences": [codec.silence_row(s, now) for s in silenced],
+            "acks": [codec.ack_row(a) for a in acked],
+            "warnings": [w for w in (self.eviction_warning(),) if w],
+        }
+
+    @_translated
+    def scrape(self) -> dict[str, Any]:
+        """What the metrics show, read in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.current)
+        pipe.hgetall(self.keys.monitoring_status)
+        pipe.hvals(self.keys.keys_current)
+        pipe.hgetall(self.keys.alerts_sent)
+        current, monitoring, keys, sent = pipe.execute()
+        return {
+            "current": dict(current),
+            "monitoring": dict(monitoring),
+            "keys": json.loads(f"[{','.join(keys)}]"),  # one parse, not 10,000
+            "alerts_sent": {t: int(n) for t, n in sent.items()},
+        }
+
+
+def _key_order(row: dict[str, Any]) -> tuple[float, str]:
+    return (float(row.get("remaining_usd") or 0.0), str(row.get("name", "")))

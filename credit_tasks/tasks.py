@@ -20,7 +20,7 @@ from celery import Task, shared_task
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
-from . import history, notify, report
+from . import notify, report, rollup
 from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
@@ -154,13 +154,13 @@ def send_alert(self: Task, data: dict[str, Any]) -> dict[str, object]:
 
 @shared_task(name="credit_tasks.credit_history")
 def credit_history(hours: float = 24) -> dict[str, object]:
-    """History points of the last `hours`, oldest first, with their summary."""
+    """The last `hours` in at most 1,000 buckets (min, max, last), oldest first, summarized."""
     end = datetime.now(UTC)
     rt = runtime()
     # nothing older than the retention is kept, and the clock cannot go back 1e20 hours
     hours = min(float(hours), rt.settings.retention_s / 3600)
-    points = rt.store.history(end - timedelta(hours=hours), end)
-    return history.report(hours, points)
+    width_s, buckets = rt.store.buckets(end - timedelta(hours=hours), end)
+    return rollup.report(hours, width_s, buckets)
 
 
 @shared_task(name="credit_tasks.daily_report")

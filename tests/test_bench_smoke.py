@@ -79,6 +79,9 @@ def test_the_smoke_run_writes_the_results_it_returns(smoke: dict[str, Any]) -> N
         "crossings": 2,
         "keys": 250,
         "keys_reps": 2,
+        "web_days": 1.0,
+        "web_keys": 250,
+        "web_rounds": 2,
     }
     assert written["machine"]["nproc"] >= 1 and written["machine"]["redis_server"]
 
@@ -173,8 +176,23 @@ def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str
     ]
     assert len(text.splitlines()) == len(rows) + 2
     targeted = [r for r in rows if r["target"] != "-"]
-    assert len(targeted) == 9 and all(isinstance(r["met"], bool) for r in targeted)
+    assert len(targeted) == 13 and all(isinstance(r["met"], bool) for r in targeted)
     assert all(r["against"] for r in rows)
+
+
+def test_the_web_bench_times_the_page_the_history_and_the_scrape_beside_raw_reads(
+    smoke: dict[str, Any],
+) -> None:
+    w = smoke["results"]["benchmarks"]["web"]
+    assert w["checks"] == 1_440 and w["keys"] == 250
+    assert 0 < w["history_buckets"] <= 1_000
+    assert w["page_key_rows"] == 50  # the first page of keys, not the whole fleet
+    assert w["metrics_samples"] >= 3 * 250  # limit, remaining and status of each key
+    for name in ("page", "healthz", "history", "history_30d", "metrics", "raw_keys"):
+        assert w["ms"][name]["n"] == 2 and _positive(w["ms"][name]["median_ms"])
+    for name in ("raw", "raw_30d"):
+        assert w["ms"][name]["n"] == 1 and _positive(w["ms"][name]["median_ms"])
+    assert _positive(w["history_speedup"])
 
 
 def test_the_bench_leaves_no_process_behind(smoke: dict[str, Any]) -> None:

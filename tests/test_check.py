@@ -240,6 +240,7 @@ def test_no_secret_reaches_redis(
             "string": rdb.get,
             "list": lambda k: rdb.lrange(k, 0, -1),
             "stream": lambda k: rdb.xrange(k),
+            "zset": lambda k: rdb.zrange(k, 0, -1, withscores=True),
         }[kind](key)
         dump.append(f"{key} {value}")
     text = "\n".join(dump)

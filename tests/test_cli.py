@@ -191,12 +191,13 @@ def test_history_prints_a_table_with_a_sparkline_and_json(
     table = run_cli(env, "history", cwd=tmp_path)
     assert table.returncode == 0
     assert "3 checks" in table.stdout
-    assert "█" in table.stdout and "▁" in table.stdout
     assert "$20.00" in table.stdout
     data = json.loads(run_cli(env, "history", "2", "--json", cwd=tmp_path).stdout)
-    assert data["hours"] == 2
-    assert [p["remaining_usd"] for p in data["points"]] == [40.0, 30.0, 20.0]
-    assert set(data["points"][0]) >= {"timestamp", "remaining_usd", "usage_usd"}
+    assert data["hours"] == 2 and data["bucket_s"] == 1  # a young history: 1 s buckets
+    assert sum(b["checks"] for b in data["buckets"]) == 3
+    assert min(b["min_usd"] for b in data["buckets"]) == 20.0
+    assert max(b["max_usd"] for b in data["buckets"]) == 40.0
+    assert data["buckets"][-1]["last_usd"] == 20.0
     assert data["summary"]["spend_usd"] == pytest.approx(20.0)
 
 

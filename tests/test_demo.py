@@ -126,6 +126,13 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
         assert spike["top_keys"][0]["name"] == "batch-agent"
         wait_for(lambda: any("ALERT  spike" in line for line in lines), 10, "the spike's line")
 
+        page_line = next(line for line in lines if " page " in line)
+        page_url = re.search(r"(http://127\.0\.0\.1:\d+/)", page_line)[1]  # type: ignore[index]
+        page = httpx.get(page_url, timeout=5)
+        assert page.status_code == 200 and 'class="balance"' in page.text
+        assert "OpenRouter credits are low" in page.text  # the warning, listed on the page
+        assert httpx.get(page_url + "healthz", timeout=5).status_code == 200
+
         flower_line = next(line for line in lines if "Flower" in line)
         password = re.search(r"password (\S+)\)", flower_line)[1]  # type: ignore[index]
         flower = f"http://127.0.0.1:{flower_port}/api/workers"
@@ -133,7 +140,7 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
         assert httpx.get(flower, auth=("admin", password), timeout=5).status_code == 200
 
         started = descendants(proc.pid)
-        for name in ("redis-server", "worker --beat", "flower"):
+        for name in ("redis-server", "worker --beat", "flower", "credit_tasks serve"):
             assert any(name in cmd.replace("\0", " ") for cmd in started.values()), started
         pubsub.close()
         client.close()

@@ -29,6 +29,10 @@ print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
         "credit_tasks.timeline",
         "credit_tasks.text",
         "credit_tasks.procs",
+        "credit_tasks.rollup",
+        "credit_tasks.web",
+        "credit_tasks.web.chart",
+        "credit_tasks.web.command",
     ],
 )
 def test_a_pure_module_imports_none_of_the_heavy_libraries(module: str) -> None:

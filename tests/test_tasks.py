@@ -112,13 +112,16 @@ def test_send_alert_publishes_an_alert_id_once_however_often_it_runs(
     assert rdb.lrange("openrouter:alerts:list", 0, -1) == ["a1b2c3"]
 
 
-def test_credit_history_returns_points_in_time_order_with_a_summary(sim: Simulator) -> None:
+def test_credit_history_returns_buckets_in_time_order_with_a_summary(sim: Simulator) -> None:
     for usd in (30.0, 25.0, 40.0, 35.0):
         balance(sim, usd)
         check_credits.delay().get(timeout=30)
     answer = credit_history.delay(hours=1).get(timeout=30)
-    assert [p["remaining_usd"] for p in answer["points"]] == [30.0, 25.0, 40.0, 35.0]
-    stamps = [p["timestamp"] for p in answer["points"]]
+    assert answer["bucket_s"] == 1  # a young history: buckets of a second, from its first check
+    assert sum(b["checks"] for b in answer["buckets"]) == 4
+    assert min(b["min_usd"] for b in answer["buckets"]) == 25.0
+    assert answer["buckets"][-1]["last_usd"] == 35.0
+    stamps = [b["start"] for b in answer["buckets"]]
     assert stamps == sorted(stamps)
     summary = answer["summary"]
     assert summary["first_remaining_usd"] == 30.0
@@ -220,4 +223,4 @@ def test_credit_history_asked_for_more_than_is_kept_gives_the_retention(sim: Sim
     check_credits.delay().get(timeout=30)
     answer = credit_history.delay(hours=1e20).get(timeout=30)
     assert answer["hours"] == 90 * 24  # the default retention: nothing older exists
-    assert len(answer["points"]) == 1
+    assert sum(b["checks"] for b in answer["buckets"]) == 1
