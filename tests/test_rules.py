@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import json
+import pkgutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 
 import pytest
 
@@ -299,21 +302,48 @@ def test_a_restored_state_still_honours_the_cooldown() -> None:
     assert evaluate(restored, WARNING, T0 + minutes(60), COOLDOWN_S)[1] == [Notice(W)]
 
 
-FORBIDDEN = {"redis", "httpx", "celery"}
+FORBIDDEN = {"redis", "httpx", "celery", "apprise"}
+
+
+def rules_modules() -> list[ModuleType]:
+    """The rules package and every module in it."""
+    names = [info.name for info in pkgutil.walk_packages(rules.__path__, f"{rules.__name__}.")]
+    return [rules, *(importlib.import_module(name) for name in names)]
+
+
+def in_rules(name: str) -> bool:
+    return name == rules.__name__ or name.startswith(f"{rules.__name__}.")
 
 
 def test_rules_imports_neither_redis_httpx_celery_nor_the_rest_of_the_package() -> None:
-    tree = ast.parse(inspect.getsource(rules))
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            # a relative import would reach modules that do talk to Redis or HTTP
-            assert node.level == 0, f"rules.py imports from the package: {ast.unparse(node)}"
-            imported.add((node.module or "").split(".")[0])
-    assert imported, "no imports found: the source was not read"
-    assert not imported & FORBIDDEN
+    modules = rules_modules()
+    assert {m.__name__.rsplit(".", 1)[-1] for m in modules} >= {
+        "states",
+        "subjects",
+        "silencing",
+        "decision",
+    }, "the package's modules were not found"
+    for module in modules:
+        tree = ast.parse(inspect.getsource(module))
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # `from .states import ...` stays in the package; `from ..x` would reach
+                # modules that do talk to Redis or HTTP
+                assert node.level <= 1, f"{module.__name__} reaches out: {ast.unparse(node)}"
+                names = [node.module or ""] if node.level == 0 else []
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "credit_tasks" or in_rules(name), (
+                    f"{module.__name__} imports {name}, outside the rules package"
+                )
+                imported.add(top)
+        assert imported, f"no imports found in {module.__name__}: the source was not read"
+        assert not imported & FORBIDDEN, f"{module.__name__} imports {imported & FORBIDDEN}"
 
 
 @pytest.mark.parametrize(
