@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from credit_tasks import notify
+from credit_tasks import silences as codec
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
+from credit_tasks.rules import Subject
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
@@ -96,6 +98,36 @@ def test_every_name_of_the_contract_is_exposed_once_the_figures_are_known(
     assert set(samples(web.get("/metrics").text)) == set(NAMES)
 
 
+def test_the_silences_and_acks_in_force_are_counted(
+    sim: Simulator, settings: Settings, store: Store, web: TestClient
+) -> None:
+    got = samples(web.get("/metrics").text)
+    assert got["openrouter_silences_active"] == [({}, 0.0)]
+    assert got["openrouter_acks_active"] == [({}, 0.0)]
+    for usd in (20.0, 8.0):  # a warning to acknowledge
+        balance(sim, usd)
+        check(settings, store)
+    now = datetime.now(UTC)
+    for n, subject in enumerate(("account", "*")):
+        store.add_silence(
+            codec.new_silence(f"s{n}", subject, "any", timedelta(hours=2), "known", now)
+        )
+    [warning] = [a for a in store.recent_alerts(10) if a["type"] == "warning"]
+    raw, state = store.alert_state(Subject.parse("account"))
+    assert store.put_ack(codec.ack_for(warning["id"], warning, state, "seen", now), raw)
+    got = samples(web.get("/metrics").text)
+    assert got["openrouter_silences_active"] == [({}, 2.0)]
+    assert got["openrouter_acks_active"] == [({}, 1.0)]
+    assert store.expire_silence("s0", now) is not None
+    balance(sim, 4.0)  # worse: the acknowledged episode is over
+    check(settings, store)
+    got = samples(web.get("/metrics").text)
+    assert got["openrouter_silences_active"] == [({}, 1.0)]
+    assert got["openrouter_acks_active"] == [({}, 0.0)]
+    later = store.scrape(now + timedelta(hours=3))  # past its end, before a check drops it
+    assert later["silences_active"] == 0
+
+
 def test_an_unknown_balance_is_absent_not_zero(
     sim: Simulator, redis_url: str, store: Store
 ) -> None:
@@ -147,7 +179,11 @@ def test_promtool_accepts_the_exposition(
     for usd in (20.0, 4.0):
         balance(sim, usd)
         check(settings, store)
+    store.add_silence(
+        codec.new_silence("s1", "*", "any", timedelta(hours=1), "x", datetime.now(UTC))
+    )
     text = web.get("/metrics").text
+    assert "openrouter_silences_active 1.0" in text
     done = subprocess.run(
         [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
@@ -178,7 +214,14 @@ class _Stored:
 
     def scrape(self) -> dict[str, Any]:
         current = {"remaining_usd": "1e6", "status": "ok", "runway_hours": "inf"}
-        return {"current": current, "monitoring": {}, "keys": self.rows, "alerts_sent": {}}
+        return {
+            "current": current,
+            "monitoring": {},
+            "keys": self.rows,
+            "alerts_sent": {},
+            "silences_active": 2,
+            "acks_active": 0,
+        }
 
 
 def test_the_exposition_escapes_as_prometheus_client_does_whatever_the_label() -> None:

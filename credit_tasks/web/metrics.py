@@ -1,9 +1,10 @@
 """`/metrics`: a prometheus_client collector that reads Redis at each scrape.
 
 One process, no multiprocess mode: each scrape reads the stored snapshot, the monitoring
-status, the key table and the alert counts in one round trip and builds the families from
-them. The names are a contract (the alert rules and the dashboard in `deploy/` use them).
-A figure that is not known is left out rather than sent as 0, and no label holds a key.
+status, the key table, the alert counts and the silences and acks in one round trip and
+builds the families from them. The names are a contract (the alert rules and the dashboard
+in `deploy/` use them). A figure that is not known is left out rather than sent as 0, and
+no label holds a key.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ NAMES = (
     "openrouter_key_limit_remaining_dollars",
     "openrouter_key_status",
     "openrouter_alerts_sent_total",
+    "openrouter_silences_active",
+    "openrouter_acks_active",
     "openrouter_up",
 )
 KEY_LABELS = ("key_hash", "key_name")
@@ -130,6 +133,16 @@ class CreditCollector(Collector):
         for alert_type, count in sorted(counts.items()):
             sent.add_metric([alert_type], float(count))
         yield sent
+        yield from _gauge(
+            "openrouter_silences_active",
+            "Silences in force: their alerts are recorded, not sent",
+            float(data["silences_active"]),
+        )
+        yield from _gauge(
+            "openrouter_acks_active",
+            "Acknowledged conditions whose repeats are held back",
+            float(data["acks_active"]),
+        )
 
     @staticmethod
     def _keys(rows: list[dict[str, object]]) -> Iterator[Metric]:
