@@ -95,7 +95,11 @@ def test_every_name_of_the_contract_is_exposed_once_the_figures_are_known(
     for usd in (20.0, 19.0):
         balance(sim, usd)
         check(settings, store)
+    store.redis.hset(store.keys.current, mapping=SPEND)  # until a check stores them
     assert set(samples(web.get("/metrics").text)) == set(NAMES)
+
+
+SPEND = {"spend_today_usd": "1.5", "spend_week_usd": "12.25", "spend_month_usd": "40"}
 
 
 def test_the_silences_and_acks_in_force_are_counted(
@@ -126,6 +130,25 @@ def test_the_silences_and_acks_in_force_are_counted(
     assert got["openrouter_acks_active"] == [({}, 0.0)]
     later = store.scrape(now + timedelta(hours=3))  # past its end, before a check drops it
     assert later["silences_active"] == 0
+
+
+def test_the_spend_of_each_period_is_exposed_once_stored(
+    sim: Simulator, settings: Settings, store: Store, web: TestClient
+) -> None:
+    balance(sim, 20.0)
+    check(settings, store)
+    store.redis.hdel(store.keys.current, *SPEND)  # as before a check stores them
+    assert "openrouter_spend_dollars" not in samples(web.get("/metrics").text)
+    store.redis.hset(store.keys.current, mapping=SPEND | {"spend_week_usd": ""})
+    got = samples(web.get("/metrics").text)["openrouter_spend_dollars"]
+    assert got == [({"period": "today"}, 1.5), ({"period": "month"}, 40.0)]  # no week: absent
+    store.redis.hset(store.keys.current, mapping=SPEND)
+    got = samples(web.get("/metrics").text)["openrouter_spend_dollars"]
+    assert got == [
+        ({"period": "today"}, 1.5),
+        ({"period": "week"}, 12.25),
+        ({"period": "month"}, 40.0),
+    ]
 
 
 def test_an_unknown_balance_is_absent_not_zero(
@@ -179,11 +202,12 @@ def test_promtool_accepts_the_exposition(
     for usd in (20.0, 4.0):
         balance(sim, usd)
         check(settings, store)
+    store.redis.hset(store.keys.current, mapping=SPEND)
     store.add_silence(
         codec.new_silence("s1", "*", "any", timedelta(hours=1), "x", datetime.now(UTC))
     )
     text = web.get("/metrics").text
-    assert "openrouter_silences_active 1.0" in text
+    assert "openrouter_spend_dollars{" in text and "openrouter_silences_active 1.0" in text
     done = subprocess.run(
         [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
@@ -214,6 +238,7 @@ class _Stored:
 
     def scrape(self) -> dict[str, Any]:
         current = {"remaining_usd": "1e6", "status": "ok", "runway_hours": "inf"}
+        current |= {"spend_today_usd": "0.5"}
         return {
             "current": current,
             "monitoring": {},

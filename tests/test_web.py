@@ -150,6 +150,25 @@ def test_the_page_lists_the_silences_and_acks_added_from_the_command_line(
     assert web.get("/api/status").json()["silences"] == []
 
 
+def test_the_page_shows_the_spend_of_the_day_week_and_month_once_stored(
+    sim: Simulator, settings: Settings, store: Store, web: TestClient
+) -> None:
+    balance(sim, 20.0)
+    check(settings, store)
+    html = section(web.get("/").text, "runway")
+    for period in ("today", "week", "month"):  # not stored yet: "-"
+        assert f'<p data-period="{period}" data-usd=""><span class="figure">-</span>' in html, (
+            period
+        )
+    spend = {"spend_today_usd": "1.25", "spend_week_usd": "", "spend_month_usd": "1234.5"}
+    store.redis.hset(store.keys.current, mapping=spend)
+    html = section(web.get("/").text, "runway")
+    assert '<p data-period="today" data-usd="1.25"><span class="figure">$1.25</span>' in html
+    assert '<p data-period="week" data-usd=""><span class="figure">-</span>' in html
+    assert '<p data-period="month" data-usd="1234.5"><span class="figure">$1,234.50</span>' in html
+    assert '<span class="unit">this month</span>' in html
+
+
 def test_the_chart_has_one_point_per_bucket_the_api_returns(
     settings: Settings, store: Store, web: TestClient
 ) -> None:

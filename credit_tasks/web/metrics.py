@@ -39,7 +39,13 @@ NAMES = (
     "openrouter_alerts_sent_total",
     "openrouter_silences_active",
     "openrouter_acks_active",
+    "openrouter_spend_dollars",
     "openrouter_up",
+)
+SPEND_PERIODS = (
+    ("today", "spend_today_usd"),
+    ("week", "spend_week_usd"),
+    ("month", "spend_month_usd"),
 )
 KEY_LABELS = ("key_hash", "key_name")
 
@@ -125,6 +131,16 @@ class CreditCollector(Collector):
             "Failed checks in a row",
             _number(mon.get("consecutive_failures")) or 0.0,
         )
+        spend = GaugeMetricFamily(
+            "openrouter_spend_dollars",
+            "Spend in USD today, this week and this month, by period",
+            labels=["period"],
+        )
+        for period, field in SPEND_PERIODS:
+            if (value := _number(cur.get(field))) is not None:
+                spend.add_metric([period], value)
+        if spend.samples:  # none before a check stores them: absent, not 0
+            yield spend
         yield from self._keys(data["keys"])
         sent = CounterMetricFamily(
             "openrouter_alerts_sent", "Alerts published, by type", labels=["type"]

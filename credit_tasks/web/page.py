@@ -1,5 +1,5 @@
-"""The page `/` as HTML: balance, runway, chart, keys, alerts, silences and acks, and the
-monitor's health.
+"""The page `/` as HTML: balance, runway, spend, chart, keys, alerts, silences and acks, and
+the monitor's health.
 
 Every part that changes sits in an element with an `id` and `data-live`; the page's script
 fetches the page again every 30 s and swaps those parts in place, so nothing flashes. Links
@@ -26,6 +26,11 @@ SOURCES = {
     "initial_balance": "CREDIT_INITIAL_BALANCE less usage",
     "payment_required": "a 402 from OpenRouter",
 }
+SPEND = (
+    ("today", "spend_today_usd"),
+    ("this week", "spend_week_usd"),
+    ("this month", "spend_month_usd"),
+)
 SILENCE_HOW = 'credit-monitor silence add --subject account --for 6h --reason "top-up ordered"'
 
 
@@ -87,9 +92,20 @@ used {escape(money(cur.get("usage_usd"), missing="-"))} so far</p>
 <p class="label">Burn rate</p><p class="figure">{
         escape(money(rate, missing="-"))
     }<span class="unit">/h</span></p>
+<p class="label">Spend</p><div class="spend">{_spend(data)}</div>
 <p class="muted">warning below {escape(money(data.settings.credit_warning_threshold))},
 critical below {escape(money(data.settings.credit_critical_threshold))}</p>
 </section>"""
+
+
+def _spend(data: PageData) -> str:
+    """Today's, this week's and this month's spend; "-" for a figure the check has not stored."""
+    return "".join(
+        f'<p data-period="{period.split()[-1]}" data-usd="{escape(data.current.get(field) or "")}">'
+        f'<span class="figure">{escape(money(data.current.get(field), missing="-"))}</span> '
+        f'<span class="unit">{period}</span></p>'
+        for period, field in SPEND
+    )
 
 
 def _chart(data: PageData) -> str:
