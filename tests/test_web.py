@@ -20,8 +20,10 @@ from credit_tasks.runtime import Runtime
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Commit, Store
+from credit_tasks.text import money
 from credit_tasks.web import create_app
 from credit_tasks.web.command import loopback, refuse_open_bind
+from credit_tasks.web.page import SPEND
 from credit_tasks.web.views import KEYS_PER_PAGE, BadQuery, health, hours_of, page_of, range_of
 
 from .conftest import make_settings, run_cli, service_env
@@ -155,8 +157,14 @@ def test_the_page_shows_the_spend_of_the_day_week_and_month_once_stored(
 ) -> None:
     balance(sim, 20.0)
     check(settings, store)
+    stored = store.current()
     html = section(web.get("/").text, "runway")
-    for period in ("today", "week", "month"):  # not stored yet: "-"
+    for _, field in SPEND:  # as the check stored them, if it does
+        shown = money(stored.get(field), missing="-")
+        assert f'data-usd="{stored.get(field) or ""}"><span class="figure">{shown}</span>' in html
+    store.redis.hdel(store.keys.current, *(field for _, field in SPEND))
+    html = section(web.get("/").text, "runway")
+    for period in ("today", "week", "month"):  # none stored: "-"
         assert f'<p data-period="{period}" data-usd=""><span class="figure">-</span>' in html, (
             period
         )
