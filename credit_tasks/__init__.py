@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .celery import app
-    from .tasks import check_credits, credit_history, send_alert
+    from .tasks import check_credits, credit_history, daily_report, send_alert
 
-__all__ = ["app", "check_credits", "credit_history", "send_alert"]
+__all__ = ["app", "check_credits", "credit_history", "daily_report", "send_alert"]
 
 _FROM = {
     "app": ".celery",
     "check_credits": ".tasks",
     "credit_history": ".tasks",
+    "daily_report": ".tasks",
     "send_alert": ".tasks",
 }
 

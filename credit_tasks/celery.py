@@ -14,18 +14,22 @@ import sys
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from .errors import ConfigError
 from .settings import Settings, load_settings
 
 BEAT_ENTRY = "check-openrouter-credits"
+REPORT_ENTRY = "openrouter-daily-report"
 QUEUE = "credits"  # where the package's app sends its tasks
 DEFAULT_QUEUE = "celery"  # Celery's, where another app's send_task("credit_tasks.…") lands
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The beat entry that runs `check_credits` every CREDIT_CHECK_INTERVAL_MINUTES."""
+    """The beat entry that runs `check_credits` every CREDIT_CHECK_INTERVAL_MINUTES, and
+    `daily_report` at CREDIT_REPORT_HOUR_UTC when it is set."""
     return {
+        **report_schedule(settings),
         BEAT_ENTRY: {
             "task": "credit_tasks.check_credits",
             "schedule": settings.check_interval_s,
@@ -33,6 +37,22 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "kwargs": {"scheduled": True, "interval_s": settings.check_interval_s},
             # a check still queued when the next is due is worthless: drop it
             "options": {"expires": settings.check_interval_s},
+        },
+    }
+
+
+def report_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """`daily_report` at the top of CREDIT_REPORT_HOUR_UTC (UTC), for yesterday; none unset."""
+    hour = settings.credit_report_hour_utc
+    if hour is None:
+        return {}
+    return {
+        REPORT_ENTRY: {
+            "task": "credit_tasks.daily_report",
+            "schedule": crontab(minute=0, hour=hour),
+            # the task reports on "yesterday": one still queued at midnight would pick the
+            # wrong day, so it is dropped then
+            "options": {"expires": (24 - hour) * 3600 - 1},
         }
     }
 

@@ -13,20 +13,23 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from . import measure
 from .alerts import Alert, alert_for
 from .client import OpenRouterClient
 from .errors import FetchError, KeyRejected
-from .history import Point, burn_rate_usd_per_hour, runway_hours
+from .history import Point, runway_hours
 from .readings import KeyInfo, Snapshot
 from .rules import (
     RUNWAY,
+    SPIKE,
     Decision,
     Failure,
     KeyFigures,
     Observation,
     Policy,
+    SpikeFigures,
     Status,
     Subject,
     Thresholds,
@@ -34,7 +37,7 @@ from .rules import (
     subjects_of,
 )
 from .settings import Settings
-from .store import Commit, Cooldown, Store
+from .store import Commit, Cooldown, Loaded, Store
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,11 @@ def worst_of(statuses: Iterable[Status]) -> Status:
     return max(statuses, key=severity, default=Status.OK)
 
 
-def others_note(runway: Status | None, keys: Iterable[Status]) -> str:
-    """`runway warning, 1 key critical`: what besides the account is not ok, or ''."""
+def others_note(runway: Status | None, keys: Iterable[Status], spike: Status | None = None) -> str:
+    """`runway warning, spike warning, 1 key critical`: what besides the account is not ok."""
     parts = [f"runway {runway.value}"] if runway not in (None, Status.OK) else []
+    if spike not in (None, Status.OK):
+        parts.append(f"spike {spike.value}")
     keys = list(keys)
     for status in (Status.CRITICAL, Status.WARNING, Status.UNKNOWN):
         if count := keys.count(status):
@@ -101,6 +106,7 @@ class KeyStatus:
             "remaining_usd": k.remaining_usd,
             "usage_usd": k.usage_usd,
             "limit_reset": k.limit_reset,
+            "workspace": k.workspace,
             "status": self.status.value,
         }
 
@@ -127,17 +133,21 @@ class CheckResult:
     unreadable_keys: list[str] = field(default_factory=list)
     keys_listed: bool = False  # False: no management key, or the listing failed
     runway_status: Status | None = None  # None: no projection judged
+    burn_span_hours: float | None = None
+    spend: measure.Spend = field(default_factory=measure.Spend)
+    spike: SpikeFigures | None = None
+    spike_status: Status | None = None  # None: no usual pace to judge a spike by
 
     @property
     def worst(self) -> Status:
         if self.skipped:
             return Status.UNKNOWN
-        runway = [self.runway_status] if self.runway_status else []
-        return worst_of([self.status, *runway, *(k.status for k in self.keys)])
+        others = [s for s in (self.runway_status, self.spike_status) if s]
+        return worst_of([self.status, *others, *(k.status for k in self.keys)])
 
     @property
     def others_note(self) -> str:
-        return others_note(self.runway_status, (k.status for k in self.keys))
+        return others_note(self.runway_status, (k.status for k in self.keys), self.spike_status)
 
     @property
     def exit_code(self) -> int:
@@ -161,6 +171,11 @@ class CheckResult:
             "account_balance_usd": snap.get("account_balance_usd"),
             "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
             "runway_hours": _round(self.runway_hours, 2),
+            "burn_span_hours": _round(self.burn_span_hours, 2),
+            "spend_today_usd": self.spend.today_usd,
+            "spend_week_usd": self.spend.week_usd,
+            "spend_month_usd": self.spend.month_usd,
+            "spike": self._spike_dict(),
             # null: not listed (no management key, or the listing failed); else the counts
             "keys": (
                 {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
@@ -172,6 +187,21 @@ class CheckResult:
             "note": self.note,
             "alerts": [{"id": a.id, "type": a.type.value} for a in self.alerts],
             "held": [_held_row(a) for a in self.held],
+        }
+
+    def _spike_dict(self) -> dict[str, object] | None:
+        s = self.spike
+        if s is None:
+            return None
+        return {
+            "status": (self.spike_status or Status.OK).value,
+            "window_minutes": s.window_minutes,
+            "window_spend_usd": round(s.window_spend_usd, 6),
+            "baseline_usd_per_hour": round(s.baseline_usd_per_hour, 6),
+            "factor": _round(s.ratio, 2),
+            "top_keys": [
+                {"hash": k.hash, "name": k.name, "spend_usd": k.spend_usd} for k in s.top_keys
+            ],
         }
 
 
@@ -206,6 +236,8 @@ def policy(settings: Settings) -> Policy:
         window_hours=settings.credit_burn_window_hours,
         unknown_after_failures=settings.credit_unknown_after_failures,
         inhibit_when_account_critical=settings.credit_inhibit_when_account_critical,
+        spike_factor=settings.credit_spike_factor,
+        spike_min_usd=settings.credit_spike_min_usd,
     )
 
 
@@ -246,7 +278,7 @@ def run_check(
     committed = False
     try:
         seen = _fetch(client, now, management=settings.openrouter_management_key is not None)
-        result = _decide_and_commit(settings, store, now, seen, claim.token)
+        result = _decide_and_commit(settings, client, store, now, seen, claim.token)
         committed = True  # the commit freed the lock
         return result
     finally:
@@ -298,17 +330,18 @@ def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
     return CheckResult(Status(stored), now, skipped=True, note=note)
 
 
-def _observe(seen: _Seen, window: list[Point], failures: int, now: datetime) -> Observation:
+def _observe(settings: Settings, seen: _Seen, m: measure.Measured, now: datetime) -> Observation:
     """What the rules get: the check's figures, its projection and keys, or its failure."""
     if seen.error is not None:
         rejected = isinstance(seen.error, KeyRejected)
-        return Observation(failure=Failure(str(seen.error), failures + 1, rejected))
+        return Observation(failure=Failure(str(seen.error), m.failures + 1, rejected))
     snapshot = seen.snapshot
     assert snapshot is not None
-    remaining, rate = snapshot.remaining_usd, None
-    if remaining is not None:
-        here = Point(now, remaining, snapshot.usage_usd, "", snapshot.source)
-        rate = burn_rate_usd_per_hour([*window, here])
+    remaining = snapshot.remaining_usd
+    here = Point(now, remaining, snapshot.usage_usd, "", snapshot.source)
+    pace = measure.runway_pace(settings, m.window, here, now) if remaining is not None else None
+    rate = pace.usd_per_hour if pace else None
+    points = [*measure.spike_window(settings, m.window, now), here]
     keys = tuple(
         KeyFigures(k.hash, k.name, k.label, k.limit_usd, k.remaining_usd) for k in seen.keys or []
     )
@@ -317,21 +350,55 @@ def _observe(seen: _Seen, window: list[Point], failures: int, now: datetime) -> 
         source=snapshot.source,
         burn_rate_usd_per_hour=rate,
         runway_hours=runway_hours(remaining, rate),
+        burn_span_hours=pace.span_hours if pace else None,
+        spike=measure.spike_figures(settings, points, m.usual, m.growth),
         keys=keys,
     )
 
 
+def _measure(
+    settings: Settings, client: OpenRouterClient, seen: _Seen, loaded: Loaded, now: datetime
+) -> measure.Measured:
+    if seen.error is not None:
+        return measure.Measured(loaded.window, loaded.consecutive_failures)
+    managed = settings.openrouter_management_key is not None
+    return measure.measured(
+        settings,
+        loaded.window,
+        loaded.consecutive_failures,
+        loaded.baseline,
+        loaded.key_usage,
+        seen.keys,
+        now,
+        (lambda: client.activity(now)) if managed else None,
+    )
+
+
 def _decide_and_commit(
-    settings: Settings, store: Store, now: datetime, seen: _Seen, token: str
+    settings: Settings,
+    client: OpenRouterClient,
+    store: Store,
+    now: datetime,
+    seen: _Seen,
+    token: str,
 ) -> CheckResult:
     """Load, decide, commit; decided again on fresh states when another check came first."""
     the_policy = policy(settings)
-    window_start = now - timedelta(hours=settings.credit_burn_window_hours)
-    # the subjects depend only on what was seen, not on what is loaded
-    subjects = subjects_of(_observe(seen, [], 0, now))
+    window_start = measure.history_start(settings, now)
+    # the subjects depend only on what was seen, not on what is loaded: a usual pace of
+    # nothing stands in for the one that is loaded, so the spike's state is read too
+    would_be = measure.Measured(usual=measure.Baseline(0.0))
+    subjects = subjects_of(_observe(settings, seen, would_be, now))
+    fetched: dict[str, str] | None = None  # /activity is read once, however many rounds
+    managed = settings.openrouter_management_key is not None
+    spent = measure.spend(seen.snapshot, seen.keys, managed) if seen.snapshot else None
     while True:
         loaded = store.load(subjects, window_start, now)
-        observed = _observe(seen, loaded.window, loaded.consecutive_failures, now)
+        if fetched is not None:
+            loaded = replace(loaded, baseline=fetched)
+        measured = _measure(settings, client, seen, loaded, now)
+        fetched = measured.usual.cache or fetched
+        observed = _observe(settings, seen, measured, now)
         decision = decide(observed, loaded.states, the_policy, now, loaded.silencing)
         alerts = [alert_for(d, alert_id=_new_id(), now=now) for d in decision.dues]
         cooldowns = [
@@ -339,7 +406,8 @@ def _decide_and_commit(
             for a, d in zip(alerts, decision.dues, strict=True)
             if d.sets_cooldown
         ]
-        change = _record(seen, observed, decision, now)
+        change = _record(seen, spent, observed, decision, now)
+        g = measured.growth
         change = replace(
             change,
             states=decision.states,
@@ -347,25 +415,54 @@ def _decide_and_commit(
             cooldowns=cooldowns,
             acks_ended=[str(s) for s in decision.acks_ended],
             silences_ended=list(decision.silences_ended),
+            baseline=fetched,
+            usage_samples=g.samples,
+            # only a listing that named every key says which keys are gone
+            usage_removed=g.removed if seen.keys_complete else [],
+            key_daily=g.daily,
         )
         if store.commit(change, loaded, token):
-            return _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
+            result = _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
+            if spent is None:
+                return result
+            # the spike's note says why there is no spike alert: no usual pace to compare with
+            return replace(
+                result,
+                note="; ".join(n for n in (result.note, measured.usual.note) if n) or None,
+                spend=spent,
+                spike_status=decision.statuses.get(SPIKE),
+            )
 
 
-def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetime) -> Commit:
+def _record(
+    seen: _Seen,
+    spent: measure.Spend | None,
+    observed: Observation,
+    decision: Decision,
+    now: datetime,
+) -> Commit:
     """The check's own record: its figures and keys, or its failure."""
     if seen.error is not None:
         # the status turns unknown only once the failures say the balance cannot be seen
         status = Status.UNKNOWN.value if decision.statuses else None
         return Commit(now, status, error=str(seen.error))
-    assert seen.snapshot is not None
+    assert seen.snapshot is not None and spent is not None
+    spike = observed.spike
     key_statuses = [s for subject, s in decision.statuses.items() if subject.kind == "key"]
     extra = {
         "burn_rate_usd_per_hour": _round(observed.burn_rate_usd_per_hour, 6),
         "runway_hours": _round(observed.runway_hours, 2),
         # what `status` exits with, as `check` did
         "worst_status": worst_of([decision.status, *decision.statuses.values()]).value,
-        "worst_note": others_note(decision.statuses.get(RUNWAY), key_statuses),
+        "worst_note": others_note(
+            decision.statuses.get(RUNWAY), key_statuses, decision.statuses.get(SPIKE)
+        ),
+        "burn_span_hours": _round(observed.burn_span_hours, 2),
+        "spend_today_usd": spent.today_usd,
+        "spend_week_usd": spent.week_usd,
+        "spend_month_usd": spent.month_usd,
+        "spike_window_spend_usd": _round(spike.window_spend_usd, 6) if spike else None,
+        "spike_baseline_usd_per_hour": _round(spike.baseline_usd_per_hour, 6) if spike else None,
     }
     keys = None
     if seen.keys is not None:
@@ -426,6 +523,8 @@ def _result(
         unreadable_keys=list(seen.unreadable),
         keys_listed=seen.listed,
         runway_status=decision.statuses.get(RUNWAY),
+        burn_span_hours=observed.burn_span_hours,
+        spike=observed.spike,
     )
 
 

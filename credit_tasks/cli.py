@@ -1,4 +1,4 @@
-"""`credit-monitor`: check, monitor, history and status for people and cron jobs.
+"""`credit-monitor`: check, monitor, history, status, keys and report for people and cron jobs.
 
 Exit codes follow the Nagios plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown or
 error, for the worst status among the account, its runway and the keys (a skipped check is
@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from . import notify, rollup
 from .alerts import remaining_text
 from .check import EXIT_CODES, CheckResult, run_check, severity, stored_worst
+from .cli_report import add_parser as add_report_parser
 from .cli_silences import add_parsers as add_silence_parsers
 from .errors import CreditTasksError
 from .rules import About, Status
@@ -27,12 +28,12 @@ from .runtime import Runtime
 from .settings import MAX_RETENTION_DAYS, Settings, load_settings
 from .silences import ack_line, held_note, silence_line
 from .stack import add_parsers as add_stack_parsers
-from .text import cut, duration, money, plain
+from .text import cut, duration, money, plain, span
 from .web.command import add_parser as add_serve_parser
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PROG = "credit-monitor"
-NAME_WIDTH, LABEL_WIDTH = 32, 22  # the keys table's columns
+NAME_WIDTH, LABEL_WIDTH, WORKSPACE_WIDTH = 32, 22, 24  # the keys table's columns
 MAX_HISTORY_HOURS = MAX_RETENTION_DAYS * 24
 CUT_SHORT = 141  # 128 + SIGPIPE: how a shell tool ends when the reader of its pipe left
 
@@ -69,7 +70,7 @@ def nagios_line(result: CheckResult, settings: Settings) -> str:
         about = About(
             remaining_usd=snap.remaining_usd,
             runway_hours=result.runway_hours,
-            window_hours=settings.credit_burn_window_hours,
+            window_hours=result.burn_span_hours,
         )
         text = f"{remaining_text(about)} ({snap.source.replace('_', ' ')})"
     if result.others_note:
@@ -208,10 +209,19 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _runway_text(current: dict[str, str], settings: Settings) -> str:
     runway, rate = current.get("runway_hours"), current.get("burn_rate_usd_per_hour")
     if not runway or not rate:
-        return "not projected (needs two checks with spend in the window)"
+        need = span(settings.credit_runway_min_span_minutes / 60)
+        return f"not projected (needs {need} of history with spend in the window)"
+    observed = current.get("burn_span_hours")
+    pace = f"the pace of the last {span(float(observed))}" if observed else "the recent pace"
+    return f"{duration(float(runway))} at {pace} ({_money(rate)}/h)"
+
+
+def _spend_text(current: dict[str, str]) -> str:
+    """`today $1.20, this week $5.00, this month $20.00`."""
     return (
-        f"{duration(float(runway))} at the last {settings.credit_burn_window_hours:g} h's "
-        f"pace ({_money(rate)}/h)"
+        f"today {_money(current.get('spend_today_usd'))}, this week "
+        f"{_money(current.get('spend_week_usd'))}, this month "
+        f"{_money(current.get('spend_month_usd'))}"
     )
 
 
@@ -227,6 +237,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with _open(settings) as rt:
         rows, checked_at = rt.store.keys_table(), rt.store.current().get("checked_at")
     rows.sort(key=key_order)
+    for row in rows:
+        row.setdefault("workspace", None)  # a table written before workspaces were listed
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -244,10 +256,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     # cut after cleaning, so a cut can never leave an escape sequence open
     names = [cut(str(r["name"]), NAME_WIDTH) for r in rows]
     width = max(4, *(len(n) for n in names))
-    print(f"{'name':<{width}}  {'label':<{LABEL_WIDTH}} {'remaining':>12} {'limit':>12}  status")
-    for r, name in zip(rows, names, strict=True):
+    spaces = [cut(str(r["workspace"] or ""), WORKSPACE_WIDTH) for r in rows]
+    # the workspace column only for an account that has workspaces
+    ws = max(len("workspace"), *map(len, spaces)) if any(spaces) else 0
+    head = f"{'workspace':<{ws}}  " if ws else ""
+    print(
+        f"{'name':<{width}}  {head}{'label':<{LABEL_WIDTH}} {'remaining':>12} {'limit':>12}  status"
+    )
+    for r, name, space in zip(rows, names, spaces, strict=True):
+        where = f"{space:<{ws}}  " if ws else ""
         print(
-            f"{name:<{width}}  {cut(str(r['label']), LABEL_WIDTH):<{LABEL_WIDTH}} "
+            f"{name:<{width}}  {where}{cut(str(r['label']), LABEL_WIDTH):<{LABEL_WIDTH}} "
             f"{_money(r['remaining_usd']):>12} {_money(r['limit_usd']):>12}  "
             f"{plain(str(r['status']))}"
         )
@@ -279,6 +298,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"(source: {current.get('source') or '-'})"
     )
     print(f"Usage:      {_money(current.get('usage_usd'))}")
+    print(f"Spent:      {_spend_text(current)}")
     print(f"Runway:     {_runway_text(current, settings)}")
     print(f"Checked at: {current.get('checked_at') or '-'}")
     print(
@@ -349,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys.add_argument("--json", action="store_true", help="print one JSON list")
     keys.set_defaults(func=cmd_keys)
+    add_report_parser(sub)  # report
     add_silence_parsers(sub)  # silence, ack
     add_stack_parsers(sub)  # demo, run
     add_serve_parser(sub)

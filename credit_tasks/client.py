@@ -22,25 +22,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from .answers import (
+    ActivityPage,
     CreditsAnswer,
     ErrorAnswer,
     KeyAnswer,
     KeyItem,
     KeysPage,
+    WorkspacesPage,
     malformed,
     parse_json,
     validate,
 )
 from .errors import ApiUnavailable, FetchError, KeyRejected, MalformedAnswer
 from .readings import SOURCES as SOURCES  # re-exported: the client's readings
+from .readings import Activity, KeyListing, Reading
 from .readings import KeyInfo as KeyInfo
-from .readings import KeyListing, Reading
 from .readings import Snapshot as Snapshot
 from .settings import Settings
 from .text import plain
@@ -53,6 +56,8 @@ TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
+MAX_WORKSPACE_PAGES = 100
+MANAGEMENT_PATHS = ("credits", "keys", "workspaces", "activity")
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 try:
@@ -175,6 +180,9 @@ class OpenRouterClient:
             account_balance_usd=None,
             key_label=self._scrub_label(key.label),
             is_free_tier=key.is_free_tier,
+            usage_daily_usd=key.usage_daily,
+            usage_weekly_usd=key.usage_weekly,
+            usage_monthly_usd=key.usage_monthly,
         )
         try:
             account = self._read_account(now)
@@ -197,7 +205,9 @@ class OpenRouterClient:
         return known
 
     def list_keys(self, now: datetime) -> KeyListing:
-        """Every enabled key of the account, with a management key; none without one.
+        """Every enabled key of the account, in every workspace, with a management key; none
+        without one. `/keys` alone lists the default workspace: an account with workspaces is
+        listed one workspace at a time; one without (404 or an empty list) as before them.
 
         An item that cannot be read is skipped and named in `unreadable`; only a page that is
         not a list of items makes the whole listing fail. Each hash counts once, and a page
@@ -208,28 +218,80 @@ class OpenRouterClient:
         if management_key is None:
             return KeyListing()
         listed = _Listed()
+        stopped: str | None = None
+        workspaces: list[tuple[str | None, str | None]] = [(None, None)]
+        for workspace_id, workspace in [*self._workspaces(management_key, now)] or workspaces:
+            stopped = self._list_workspace(listed, now, workspace_id, workspace) or stopped
+        return listed.listing(stopped, complete=stopped is None)
+
+    def _list_workspace(
+        self, listed: _Listed, now: datetime, workspace_id: str | None, workspace: str | None
+    ) -> str | None:
+        """Add one workspace's keys (the default one's for None) to `listed`, page by page;
+        why the listing stopped before its last page, or None."""
+        secret = self._settings.openrouter_management_key
+        assert secret is not None
+        query = "" if workspace_id is None else f"&workspace_id={quote(workspace_id, safe='')}"
         for page_number in range(1, MAX_KEY_PAGES + 1):
-            path = f"keys?offset={(page_number - 1) * KEYS_PAGE_SIZE}&include_disabled=false"
-            try:
-                body = self._get(path, management_key, now)
-            except _PaymentRequired as exc:
-                raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
+            offset = (page_number - 1) * KEYS_PAGE_SIZE
+            path = f"keys?offset={offset}&include_disabled=false{query}"
+            body = self._management_get(path, secret, now, "list keys")
             page = validate(KeysPage, body, "keys").data
             named, duplicates = len(listed.hashes), listed.duplicates
             for index, raw in enumerate(page):
-                self._read_item(raw, f"item {index + 1} of page {page_number}", listed)
+                self._read_item(raw, f"item {index + 1} of page {page_number}", listed, workspace)
             # no page-size parameter: a short page is the last
             if len(page) < KEYS_PAGE_SIZE:
-                return listed.listing(complete=True)
+                return None
             if len(listed.hashes) == named:
                 listed.duplicates = duplicates  # a repeated page is said as such, not per item
-                return listed.listing(
+                return (
                     f"/keys page {page_number} brought no new key: listing stopped there "
                     "(does the server ignore offset?)"
                 )
-        return listed.listing(f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there")
+        return f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there"
 
-    def _read_item(self, raw: object, where: str, listed: _Listed) -> None:
+    def _workspaces(self, secret: SecretStr, now: datetime) -> list[tuple[str, str]]:
+        """(id, name) of each workspace; none for an account from before workspaces (404)."""
+        found: list[tuple[str, str]] = []
+        for page_number in range(MAX_WORKSPACE_PAGES):
+            path = f"workspaces?offset={page_number * KEYS_PAGE_SIZE}&limit={KEYS_PAGE_SIZE}"
+            try:
+                body = self._management_get(path, secret, now, "list workspaces")
+            except _NotFound:
+                return []
+            page = validate(WorkspacesPage, body, "workspaces").data
+            found += [(w.id, self._scrub_label(w.name) or w.id) for w in page]
+            if len(page) < KEYS_PAGE_SIZE:
+                break
+        return found
+
+    def activity(self, now: datetime, day: str | None = None) -> list[Activity]:
+        """`/activity` across every workspace: the last 30 completed UTC days, or one `day`."""
+        secret = self._settings.openrouter_management_key
+        if secret is None:
+            raise FetchError("/activity needs OPENROUTER_MANAGEMENT_KEY: set it to read spend")
+        path = "activity" if day is None else f"activity?date={quote(day, safe='')}"
+        body = self._management_get(path, secret, now, "read the activity")
+        rows = validate(ActivityPage, body, "activity").data
+        return [
+            Activity(
+                r.date, self._scrub(r.model), self._scrub(r.provider_name), r.usage, r.requests
+            )
+            for r in rows
+        ]
+
+    def _management_get(
+        self, path: str, secret: SecretStr, now: datetime, what: str
+    ) -> dict[str, Any]:
+        try:
+            return self._get(path, secret, now)
+        except _PaymentRequired as exc:
+            raise FetchError(f"OpenRouter refused to {what} ({exc})") from None
+
+    def _read_item(
+        self, raw: object, where: str, listed: _Listed, workspace: str | None = None
+    ) -> None:
         """Add one `/keys` item to `listed`: a KeyInfo, or its name among the unreadable."""
         try:
             item = validate(KeyItem, raw, "keys")
@@ -259,6 +321,10 @@ class OpenRouterClient:
                 remaining,
                 item.usage,
                 self._scrub_label(item.limit_reset),
+                workspace,
+                item.usage_daily,
+                item.usage_weekly,
+                item.usage_monthly,
             )
         )
 
@@ -328,7 +394,7 @@ class OpenRouterClient:
     def _raise_for(
         self, path: str, status: int, message: str, headers: httpx.Headers, now: datetime
     ) -> NoReturn:
-        management = path.split("?")[0] in ("credits", "keys")
+        management = path.split("?")[0] in MANAGEMENT_PATHS
         setting = "OPENROUTER_MANAGEMENT_KEY" if management else "OPENROUTER_API_KEY"
         what = f"{status} {message}".strip()
         if status == 402:
@@ -347,7 +413,7 @@ class OpenRouterClient:
             if status in RETRY_AFTER_STATUSES:
                 wait_s = _retry_after_s(headers.get("Retry-After"), now)
             raise _Transient(what, wait_s)
-        if status == 404 and path == "key":
+        if status == 404 and (path == "key" or path.startswith("workspaces")):
             raise _NotFound(what)
         if status == 404 and path == "auth/key":
             raise FetchError(

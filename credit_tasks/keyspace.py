@@ -82,6 +82,29 @@ class Keyspace:
         """Per alert type, how many alerts were published since the data began."""
         return f"{self.prefix}:alerts:sent"
 
+    @property
+    def keys_usage(self) -> str:
+        """Per key hash, its recent usage samples (see `spike`): one hash for every key."""
+        return f"{self.prefix}:keys:usage"
+
+    def keys_daily(self, day: str) -> str:
+        """Per key hash, its `usage_daily` as last seen on `day` (YYYY-MM-DD)."""
+        return f"{self.prefix}:keys:daily:{day}"
+
+    def alerts_daily(self, day: str) -> str:
+        """Per alert type, how many alerts `day` (YYYY-MM-DD) raised."""
+        # not a hex word after alerts: (like "daily"): those are alert ids
+        return f"{self.prefix}:alerts:tally:{day}"
+
+    @property
+    def spend_baseline(self) -> str:
+        """The usual hourly spend from /activity, fetched once per UTC day."""
+        return f"{self.prefix}:spend:baseline"
+
+    def report(self, day: str) -> str:
+        """The daily report of `day`; set once (NX), which makes it go out once."""
+        return f"{self.prefix}:reports:{day}"
+
     def alert_last(self, alert_type: str, subject: str = "account") -> str:
         """The cooldown marker; the account's keeps the original name, others add the subject."""
         base = f"{self.prefix}:alerts:last:{alert_type}"

@@ -7,7 +7,6 @@ auth. `demo` adds the OpenRouter simulator, spending at a visible pace.
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 import sys
@@ -32,7 +31,14 @@ DEMO_INTERVAL_S = 12.0
 DEMO_START_USD = 12.5
 DEMO_SPEND_USD_PER_HOUR = 180.0
 DEMO_TOPUP_BELOW_USD = 4.0
-DEMO_TOPUP_USD = 20.0
+DEMO_TOPUP_USD = 50.0
+# after the top-up, a batch job loops: 8 times the usual pace for a minute
+DEMO_LOOP_KEY = "sk-or-v1-demo-batch-agent"
+DEMO_LOOP_NAME = "batch-agent"
+DEMO_LOOP_USD_PER_HOUR = 1440.0
+DEMO_LOOP_AFTER_S = 190.0
+DEMO_LOOP_FOR_S = 60.0
+DEMO_SPIKE_WINDOW_S = 60.0
 _SERVICE_ENV = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_", "FLOWER_")
 
 
@@ -111,7 +117,9 @@ def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> P
     sim.set_account(total_credits=DEMO_START_USD)
     sim.add_key(DEFAULT_API_KEY, name="Demo app")
     sim.add_key(DEFAULT_MANAGEMENT_KEY, name="Demo management", management=True)
+    sim.add_key(DEMO_LOOP_KEY, name=DEMO_LOOP_NAME, model="anthropic/claude-sonnet-4")
     sim.set_topup(below_usd=DEMO_TOPUP_BELOW_USD, topup_usd=DEMO_TOPUP_USD)
+    sim.seed_activity(7, spend * 24)  # /activity: the Demo app's pace is the usual one
     given = "redis_url" in settings.model_fields_set
     # the user's CREDIT_*/OPENROUTER_* would change the story: the demo sets its own
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SERVICE_ENV)} | {
@@ -124,6 +132,8 @@ def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> P
         "CREDIT_CHECK_INTERVAL_MINUTES": f"{interval_s / 60:.6g}",
         # at demo speed every balance has "0 h" of runway: keep to warning, critical, resolved
         "CREDIT_RUNWAY_WARNING_HOURS": "0",
+        # the spike's window, at the story's pace: a minute of it at pace 1
+        "CREDIT_SPIKE_WINDOW_MINUTES": f"{DEMO_SPIKE_WINDOW_S / pace / 60:.6g}",
     }
     per_s = spend / 3600
     say(
@@ -135,14 +145,29 @@ def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> P
         f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {money(DEMO_TOPUP_USD)} "
         f"below {money(DEMO_TOPUP_BELOW_USD)} resolves it."
     )
+    loop_at_s, loop_usd_per_hour = DEMO_LOOP_AFTER_S / pace, DEMO_LOOP_USD_PER_HOUR * pace
+    say(
+        f"  at ~{loop_at_s:.0f} s a key named {DEMO_LOOP_NAME!r} loops, spending "
+        f"{money(loop_usd_per_hour)}/h for {DEMO_LOOP_FOR_S / pace:.0f} s: a spike alert names "
+        "it, and resolves once the loop has left the window."
+    )
     worker_settings = load_settings(
         redis_url=url,
         celery_broker_url=env["CELERY_BROKER_URL"],
         credit_redis_prefix="openrouter",
         credit_check_interval_minutes=interval_s / 60,
     )
-    # the clock starts when everything is up, so the story's times hold on a slow machine
-    go = functools.partial(sim.set_spend, key=DEFAULT_API_KEY, usd_per_hour=spend)
+
+    def go() -> None:
+        # the clock starts when everything is up, so the story's times hold on a slow machine
+        sim.set_spend(key=DEFAULT_API_KEY, usd_per_hour=spend)
+        sim.set_loop(
+            key=DEMO_LOOP_KEY,
+            usd_per_hour=loop_usd_per_hour,
+            after_s=loop_at_s,
+            for_s=DEMO_LOOP_FOR_S / pace,
+        )
+
     return Plan(worker_settings, env, state_dir, "demo", not given, go)
 
 

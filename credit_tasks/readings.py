@@ -24,6 +24,10 @@ class Snapshot:
     account_balance_usd: float | None
     key_label: str | None
     is_free_tier: bool | None
+    # the watched key's spend in the current UTC day, week and month; None in older answers
+    usage_daily_usd: float | None = None
+    usage_weekly_usd: float | None = None
+    usage_monthly_usd: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as JSON-safe values, `checked_at` as an ISO 8601 UTC string."""
@@ -43,6 +47,21 @@ class KeyInfo:
     remaining_usd: float | None  # negative when the key is overspent
     usage_usd: float
     limit_reset: str | None
+    workspace: str | None = None  # its workspace's name, when the account has workspaces
+    usage_daily_usd: float | None = None
+    usage_weekly_usd: float | None = None
+    usage_monthly_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One `/activity` row: a day's spend on one model through one provider."""
+
+    date: str  # YYYY-MM-DD
+    model: str
+    provider: str
+    usage_usd: float
+    requests: int
 
 
 @dataclass(frozen=True)

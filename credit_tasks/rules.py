@@ -27,6 +27,8 @@ class AlertType(StrEnum):
     UNKNOWN = "unknown"
     RESOLVED = "resolved"
     RUNWAY = "runway"
+    SPIKE = "spike"
+    REPORT = "report"  # the daily report: delivered as alerts are, never decided here
 
 
 _RANK = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2}
@@ -195,15 +197,28 @@ def classify_runway(
     return Status.OK
 
 
-def as_runway(notices: list[Notice]) -> list[Notice]:
-    """The runway subject's notices: its WARNING is a `runway` alert."""
+def as_runway(notices: list[Notice], kind: AlertType = AlertType.RUNWAY) -> list[Notice]:
+    """The runway (or spike) subject's notices: its WARNING is a `runway` (`spike`) alert."""
     out = []
     for n in notices:
         if n.type is AlertType.WARNING:
-            out.append(Notice(AlertType.RUNWAY))
+            out.append(Notice(kind))
         elif n.type is AlertType.RESOLVED and n.resolves is AlertType.WARNING:
-            out.append(Notice(AlertType.RESOLVED, resolves=AlertType.RUNWAY))
+            out.append(Notice(AlertType.RESOLVED, resolves=kind))
     return out
+
+
+def classify_spike(
+    spend_usd: float, line_usd: float, previous: Status, recovery_margin: float
+) -> Status:
+    """WARNING from the line up; it ends once the spend is below line ÷ (1 + margin)."""
+    if spend_usd <= 0:
+        return Status.OK
+    if spend_usd >= line_usd:
+        return Status.WARNING
+    if previous is Status.WARNING and spend_usd >= line_usd / (1 + recovery_margin):
+        return Status.WARNING
+    return Status.OK
 
 
 @dataclass(frozen=True, order=True)
@@ -214,7 +229,7 @@ class Subject:
     one place that writes and reads those strings.
     """
 
-    kind: str  # "account", "runway" or "key"
+    kind: str  # "account", "runway", "spike" or "key"
     key_hash: str = ""
 
     def __str__(self) -> str:
@@ -234,9 +249,43 @@ class Subject:
         raise ValueError(f"not an alert subject: {text!r}")
 
 
-_SUBJECT_NAMES = {"account": "account", "runway": "account:runway"}
+_SUBJECT_NAMES = {"account": "account", "runway": "account:runway", "spike": "account:spike"}
 ACCOUNT = Subject("account")
 RUNWAY = Subject("runway")  # the runway's own alert state; its alerts are about the account
+SPIKE = Subject("spike")
+
+
+@dataclass(frozen=True)
+class KeySpend:
+    """One key's spend within the spike window."""
+
+    hash: str
+    name: str
+    spend_usd: float
+
+
+@dataclass(frozen=True)
+class SpikeFigures:
+    """The spend of the last window, the usual hourly pace, and the keys that grew most."""
+
+    window_minutes: float
+    window_spend_usd: float
+    baseline_usd_per_hour: float
+    top_keys: tuple[KeySpend, ...] = ()
+
+    @property
+    def usual_usd(self) -> float:
+        """What the usual pace spends in a window this long."""
+        return self.baseline_usd_per_hour * self.window_minutes / 60
+
+    @property
+    def ratio(self) -> float | None:
+        """The window's spend over the usual; None when nothing is usually spent."""
+        return self.window_spend_usd / self.usual_usd if self.usual_usd > 0 else None
+
+    def line_usd(self, factor: float, min_usd: float) -> float:
+        """The spend where a spike begins: `factor` times the usual, and `min_usd` at least."""
+        return max(factor * self.usual_usd, min_usd)
 
 
 @dataclass(frozen=True)
@@ -252,6 +301,7 @@ class About:
     key_name: str | None = None
     key_label: str | None = None
     limit_usd: float | None = None
+    spike: SpikeFigures | None = None
 
 
 @dataclass(frozen=True)
@@ -284,8 +334,10 @@ class Observation:
 
     remaining_usd: float | None = None  # None: no source can see the balance
     source: str | None = None
-    burn_rate_usd_per_hour: float | None = None  # None: fewer than two points to project from
+    burn_rate_usd_per_hour: float | None = None  # None: too short a history to project from
     runway_hours: float | None = None
+    burn_span_hours: float | None = None  # the history the burn rate was really measured over
+    spike: SpikeFigures | None = None  # None: no baseline to measure a spike against
     keys: tuple[KeyFigures, ...] = ()
     failure: Failure | None = None
 
@@ -302,6 +354,8 @@ class Policy:
     window_hours: float = 24.0
     unknown_after_failures: int = 3
     inhibit_when_account_critical: bool = True  # the account's alert stands for its keys'
+    spike_factor: float = 5.0  # 0: no spike alerts
+    spike_min_usd: float = 1.0
 
 
 ANY_SUBJECT = "*"
@@ -400,6 +454,8 @@ def subjects_of(observed: Observation) -> list[Subject]:
     if observed.failure is not None:
         return [ACCOUNT]
     subjects = [ACCOUNT, RUNWAY] if observed.remaining_usd is not None else []
+    if observed.spike is not None:
+        subjects.append(SPIKE)
     return subjects + [Subject.key(k.hash) for k in distinct(observed.keys) if k.capped]
 
 
@@ -454,6 +510,8 @@ def decide(
             repeats.add(judged.subject)
         if judged.threshold_hours is not None:
             notices = as_runway(notices)
+        elif judged.subject == SPIKE:
+            notices = as_runway(notices, AlertType.SPIKE)
         dues.extend(
             Due(
                 judged.subject,
@@ -527,7 +585,7 @@ def _judge(
             remaining_usd=remaining,
             source=observed.source,
             runway_hours=observed.runway_hours,
-            window_hours=policy.window_hours,
+            window_hours=observed.burn_span_hours or policy.window_hours,
         )
         judged.append(_Judged(ACCOUNT, classify(remaining, previous(ACCOUNT), th), about, th))
         # a projection needs two points with spend between them
@@ -537,6 +595,13 @@ def _judge(
                 observed.runway_hours, previous(RUNWAY), hours, th.recovery_margin
             )
             judged.append(_Judged(RUNWAY, status, about, th, threshold_hours=hours))
+    spike = observed.spike
+    if spike is not None and policy.spike_factor > 0:
+        line = spike.line_usd(policy.spike_factor, policy.spike_min_usd)
+        sth = Thresholds(warning_usd=line, critical_usd=0.0, recovery_margin=th.recovery_margin)
+        status = classify_spike(spike.window_spend_usd, line, previous(SPIKE), th.recovery_margin)
+        spike_about = About(subject=str(SPIKE), remaining_usd=remaining, spike=spike)
+        judged.append(_Judged(SPIKE, status, spike_about, sth))
     percents = (policy.key_warning_percent, policy.key_critical_percent)
     for key in distinct(observed.keys):
         if key.limit_usd is None or key.remaining_usd is None:

@@ -67,6 +67,11 @@ _ALLOWED = {
     "credit_retry_budget_s": "a number of seconds > 0 and up to 3600, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
     "credit_visibility_timeout_s": "a number of seconds from 1 to 86400 (a day), e.g. 300",
+    "credit_spike_window_minutes": "a number of minutes > 0 and up to 10080 (a week), e.g. 60",
+    "credit_spike_factor": "a number from 0 (spike alerts off) to 1000, e.g. 5",
+    "credit_spike_min_usd": "a number of dollars from 0 to 1000000000, e.g. 1.00",
+    "credit_runway_min_span_minutes": "a number of minutes from 0 to 525600 (a year), e.g. 60",
+    "credit_report_hour_utc": "a whole hour from 0 to 23, or empty for no scheduled report",
     "openrouter_api_key": "the key as OpenRouter shows it once (sk-or-v1-...), without spaces",
     "openrouter_management_key": "a management key (sk-or-v1-...) without spaces, or empty",
     "credit_web_auth": "user:password, both non-empty, for the web page's basic auth",
@@ -144,6 +149,12 @@ class Settings(BaseSettings):
     credit_runway_warning_hours: float = Field(48.0, ge=0, le=YEAR_H)
     # while the account is critical or out of money, its alert stands for the keys' and runway's
     credit_inhibit_when_account_critical: bool = True
+    # a runway projected from a few minutes of history is a burst, not a pace
+    credit_runway_min_span_minutes: float = Field(60.0, ge=0, le=YEAR_H * 60)
+    credit_spike_window_minutes: float = Field(60.0, gt=0, le=MAX_INTERVAL_MIN)
+    credit_spike_factor: float = Field(5.0, ge=0, le=1000)  # 0: no spike alerts
+    credit_spike_min_usd: float = Field(1.0, ge=0, le=MAX_USD)
+    credit_report_hour_utc: int | None = Field(None, ge=0, le=23)
 
     credit_http_timeout_s: float = Field(10.0, gt=0, le=600)
     credit_retry_attempts: int = Field(4, ge=1, le=MAX_ATTEMPTS)

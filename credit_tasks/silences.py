@@ -168,6 +168,8 @@ def ack_for(
     kind = record.get("type", "")
     if kind == AlertType.RESOLVED.value:
         raise InputError(f"alert {alert_id} is a resolved notice: there is nothing to acknowledge")
+    if kind == AlertType.REPORT.value:
+        raise InputError(f"alert {alert_id} is a daily report: there is nothing to acknowledge")
     subject = state_subject(record)
     sent_at = datetime.fromisoformat(record["timestamp"])
     if state.status is Status.OK or state.since is None or state.since > sent_at:

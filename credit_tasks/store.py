@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -155,6 +156,8 @@ class Loaded:
     consecutive_failures: int
     silencing: Silencing = field(default_factory=Silencing)
     silencing_version: str = ""  # as stored: the commit compares against it
+    baseline: dict[str, str] = field(default_factory=dict)  # the cached usual pace (spike)
+    key_usage: dict[str, str] = field(default_factory=dict)  # per key hash, usage samples
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,10 @@ class Commit:
     error: str | None = None  # a failed check's reason
     acks_ended: list[str] = field(default_factory=list)  # subjects whose ack is over
     silences_ended: list[str] = field(default_factory=list)  # ids of silences past their end
+    baseline: dict[str, str] | None = None  # the usual pace's cache, replaced whole
+    usage_samples: dict[str, str] | None = None  # fields of keys:usage to (re)write
+    usage_removed: list[str] = field(default_factory=list)  # keys no longer listed
+    key_daily: dict[str, str] | None = None  # per key hash, [usage_daily, name] of today
 
     @classmethod
     def success(cls, now: datetime, status: str, figures: dict[str, Any], **more: Any) -> Commit:
@@ -208,8 +215,18 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _field(value: object) -> str:
+    """A record's field: lists and objects (a spike's top keys, a report) as JSON."""
+    return json.dumps(value) if isinstance(value, list | dict) else _text(value)
+
+
 def _hset(key: str, mapping: dict[str, str]) -> list[str]:
     return ["HSET", key, *(item for pair in mapping.items() for item in pair)]
+
+
+def _hset_chunks(key: str, mapping: dict[str, str]) -> list[list[str]]:
+    rows = list(mapping.items())
+    return [_hset(key, dict(rows[i : i + _HSET_CHUNK])) for i in range(0, len(rows), _HSET_CHUNK)]
 
 
 def _score(remaining_usd: object) -> str:
@@ -370,8 +387,8 @@ class Store:
 
     @_translated
     def load(self, subjects: list[Subject], window_start: datetime, end: datetime) -> Loaded:
-        """The subjects' alert states, the silences and acks, the burn window and the failure
-        count: one round trip."""
+        """The subjects' alert states, the silences and acks, the history window, the failure
+        count, the usual pace and the keys' usage samples: one round trip."""
         names = [str(s) for s in subjects]
         pipe = self.redis.pipeline(transaction=False)
         if names:
@@ -381,7 +398,9 @@ class Store:
         pipe.hvals(self.keys.silences)
         pipe.hvals(self.keys.acks)
         pipe.get(self.keys.silences_version)
-        *raws, entries, failures, silences, acks, version = pipe.execute()
+        pipe.hgetall(self.keys.spend_baseline)
+        pipe.hgetall(self.keys.keys_usage)
+        *raws, entries, failures, silences, acks, version, baseline, usage = pipe.execute()
         raw = dict(zip(subjects, raws[0] if raws else [], strict=True))
         return Loaded(
             states={s: _state(r) for s, r in raw.items()},
@@ -390,6 +409,8 @@ class Store:
             consecutive_failures=int(failures or 0),
             silencing=_silencing(silences, acks),
             silencing_version=version or "",
+            baseline=dict(baseline),
+            key_usage=dict(usage),
         )
 
     @_translated
@@ -469,8 +490,14 @@ class Store:
             for start in range(0, len(scores), _ZADD_CHUNK):
                 chunk = scores[start : start + _ZADD_CHUNK]
                 cmds.append(["ZADD", k.keys_by_remaining, *(x for pair in chunk for x in pair)])
+        cmds.extend(self._spend_commands(change))
         for alert in change.alerts:
             cmds.extend(self._record_commands(alert))
+        if change.alerts:  # the day's count per type, for the daily report
+            daily = k.alerts_daily(change.now.date().isoformat())
+            for kind, count in Counter(a.type.value for a in change.alerts).items():
+                cmds.append(["HINCRBY", daily, kind, str(count)])
+            cmds.append(["EXPIRE", daily, str(int(self.retention_s))])
         for cooldown in change.cooldowns:
             marker = k.alert_last(cooldown.type, cooldown.subject)
             cmds.append(["SET", marker, cooldown.alert_id, "EX", str(max(1, int(cooldown.ttl_s)))])
@@ -478,6 +505,21 @@ class Store:
             cmds.append(["HDEL", k.acks, *change.acks_ended])
         if change.silences_ended:
             cmds.append(["HDEL", k.silences, *change.silences_ended])
+        return cmds
+
+    def _spend_commands(self, change: Commit) -> list[list[str]]:
+        """The usual pace's cache, the keys' usage samples and today's spend per key."""
+        k, cmds = self.keys, []
+        if change.baseline is not None:
+            cmds += [["DEL", k.spend_baseline], _hset(k.spend_baseline, change.baseline)]
+        if change.usage_removed:
+            cmds.append(["HDEL", k.keys_usage, *change.usage_removed])
+        if change.usage_samples:
+            cmds.extend(_hset_chunks(k.keys_usage, change.usage_samples))
+        if change.key_daily:
+            daily = k.keys_daily(change.now.date().isoformat())
+            cmds.extend(_hset_chunks(daily, change.key_daily))
+            cmds.append(["EXPIRE", daily, str(int(self.retention_s))])
         return cmds
 
     def _point_command(self, change: Commit) -> list[str]:
@@ -498,13 +540,34 @@ class Store:
 
     def _record_commands(self, alert: Alert) -> list[list[str]]:
         key = self.keys.alert(alert.id)
-        record = {k: _text(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
+        record = {k: _field(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
         return [
             _hset(key, record),
             ["EXPIRE", key, str(int(self.retention_s))],
             ["LPUSH", self.keys.alerts_list, alert.id],
             ["LTRIM", self.keys.alerts_list, "0", str(ALERTS_LIST_CAP - 1)],
         ]
+
+    @_translated
+    def save_report(self, day: str, report: dict[str, Any]) -> bool:
+        """Keep `day`'s report for the retention period; False when it was kept already."""
+        ttl_s = max(1, int(self.retention_s))
+        return bool(self.redis.set(self.keys.report(day), json.dumps(report), nx=True, ex=ttl_s))
+
+    @_translated
+    def report(self, day: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.keys.report(day))
+        return json.loads(raw) if raw else None
+
+    @_translated
+    def day_records(self, day: str) -> tuple[dict[str, int], dict[str, tuple[float, str]]]:
+        """`day`'s alerts counted by type, and each key's spend that day with its name."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.alerts_daily(day))
+        pipe.hgetall(self.keys.keys_daily(day))
+        counts, keys = pipe.execute()
+        spend = {h: json.loads(v) for h, v in keys.items()}
+        return {t: int(n) for t, n in counts.items()}, {h: (u, n) for h, (u, n) in spend.items()}
 
     @_translated
     def keys_table(self) -> list[dict[str, Any]]:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from datetime import date as datetime_date
 from typing import Any
 
 from celery import Task, shared_task
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError
 
-from . import notify, rollup
+from . import notify, report, rollup
 from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
@@ -160,3 +161,31 @@ def credit_history(hours: float = 24) -> dict[str, object]:
     hours = min(float(hours), rt.settings.retention_s / 3600)
     width_s, buckets = rt.store.buckets(end - timedelta(hours=hours), end)
     return rollup.report(hours, width_s, buckets)
+
+
+@shared_task(name="credit_tasks.daily_report")
+def daily_report(date: str | None = None) -> dict[str, object]:
+    """Build the report of `date` (yesterday, UTC, by default), keep it and deliver it once.
+
+    However many beats or workers send it, one stores the date's report (SET NX) and only
+    that one delivers it, as a message of type `report`; the others say it went out.
+    """
+    now = datetime.now(UTC)
+    day = date or report.yesterday(now)
+    try:
+        day = datetime_date.fromisoformat(day).isoformat()
+    except (TypeError, ValueError):  # sent by hand: say so, do not build a report of nothing
+        log.error("daily_report refused its date %r: use YYYY-MM-DD", day)
+        return {"date": None, "error": f"not a date: {day!r} (use YYYY-MM-DD)"}
+    try:
+        rt = runtime()
+        the_report = rt.report(day)
+        if not rt.store.save_report(day, the_report.as_dict()):
+            log.info("the report of %s went out already", day)
+            return {"date": day, "skipped": True}
+        status = rt.store.current().get("status")
+    except CreditTasksError as exc:
+        log.error("daily_report failed: %s", exc)
+        return {"date": day, "error": str(exc)}
+    _dispatch(report.as_alert(the_report, status, now))
+    return the_report.as_dict() | {"skipped": False}

@@ -24,6 +24,15 @@ def duration(hours: float) -> str:
     return f"about {hours * 60:.0f} min" if hours < 1 else f"about {hours:,.0f} h"
 
 
+def span(hours: float) -> str:
+    """A span of history: `3 h`, `1.5 h`, `25 min`, `40 s`."""
+    if hours * 60 < 1:
+        return f"{hours * 3600:.0f} s"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{round(hours, 1):g} h" if hours < 10 else f"{hours:,.0f} h"
+
+
 def plain(text: str) -> str:
     """`text` safe for a terminal and one line: printable characters only, any run of
     whitespace (newlines and tabs included) one space.

@@ -147,7 +147,10 @@ def test_the_keys_benchmark_counts_round_trips_at_three_fleet_sizes(
         for which in ("first", "steady"):
             figures = c[which]
             assert figures["redis_round_trips"] >= 1 and figures["redis_commands"] >= 1
-            assert figures["http_requests"] == c["pages"] + 2  # /key, /credits, the pages
+            # /key, /credits, /workspaces, the pages, and /activity once a day (the first
+            # check of an empty store reads it; the steady one finds it cached)
+            usual = 1 if which == "first" else 0
+            assert figures["http_requests"] == c["pages"] + 3 + usual
             assert _positive(figures["wall_ms"]) and _positive(figures["http_ms"])
             assert _positive(figures["redis_ms"]) and _positive(figures["list_keys_ms"])
             parts = figures["http_ms"] + figures["redis_ms"] + figures["python_ms"]

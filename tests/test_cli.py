@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,8 @@ def balance(sim: Simulator, usd: float) -> None:
 
 @pytest.fixture
 def env(sim: Simulator, redis_server: str, redis_url: str) -> dict[str, str]:
-    return service_env(sim, redis_server)
+    # a burn rate from the first seconds of history: the runway tests need no hour-long wait
+    return service_env(sim, redis_server, CREDIT_RUNWAY_MIN_SPAN_MINUTES="0")
 
 
 @pytest.mark.parametrize(
@@ -273,8 +276,24 @@ def test_check_json_gives_the_burn_rate_and_runway_or_null(
         second["remaining_usd"] / second["burn_rate_usd_per_hour"], abs=0.006
     )  # rounded to 2 decimals
     line = run_cli(env, "check", cwd=tmp_path).stdout.splitlines()[0]
-    assert "at the last 24 h's pace" in line
+    # the span really observed (a few seconds here), never the window's nominal 24 h
+    assert re.search(r"at the pace of the last \d+ s \(account\)", line), line
     assert "runway_hours=" in line
+
+
+def test_a_runway_waits_for_an_hour_of_history_by_default(
+    sim: Simulator, redis_server: str, tmp_path: Path
+) -> None:
+    env = service_env(sim, redis_server)
+    balance(sim, 50.0)
+    run_cli(env, "check", cwd=tmp_path)
+    sim.set_spend(key=API_KEY, usd_per_hour=3600.0)
+    wait_for(lambda: sim.state()["balance"] <= 49.99, what="the simulator to spend a cent")
+    burst = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert (burst["burn_rate_usd_per_hour"], burst["runway_hours"]) == (None, None)
+    assert [a["type"] for a in burst["alerts"]] == []  # no runway alert from a burst
+    status = run_cli(env, "status", cwd=tmp_path).stdout
+    assert "Runway:     not projected (needs 1 h of history with spend in the window)" in status
 
 
 def test_keys_lists_every_key_least_remaining_first(
@@ -293,6 +312,75 @@ def test_keys_lists_every_key_least_remaining_first(
     assert table[1].startswith("Customer B") and "critical" in table[1]
     for key in ("sk-or-v1-customer-a", "sk-or-v1-customer-b", API_KEY, MANAGEMENT_KEY):
         assert key not in "\n".join(table) + json.dumps(rows)
+
+
+def test_check_json_and_status_carry_the_spend_of_the_day_week_and_month(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, rdb: redis.Redis
+) -> None:
+    balance(sim, 50.0)
+    sim.add_key("sk-or-v1-spender-000000000001", name="Spender", usage=40.0, usage_daily=1.25,
+                usage_weekly=6.0, usage_monthly=30.0)  # fmt: skip
+    data = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert (data["spend_today_usd"], data["spend_week_usd"], data["spend_month_usd"]) == (
+        1.25,
+        6.0,
+        30.0,
+    )
+    assert rdb.hget("openrouter:credits:current", "spend_week_usd") == "6.0"
+    status = run_cli(env, "status", cwd=tmp_path).stdout
+    assert "Spent:      today $1.25, this week $6.00, this month $30.00" in status
+
+
+def test_check_json_says_why_there_is_no_spike_without_a_usual_pace(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 50.0)
+    data = json.loads(run_cli(env, "check", "--json", cwd=tmp_path).stdout)
+    assert data["spike"] is None
+    assert data["note"].startswith("spike: no usual pace to compare with yet: ")
+
+
+def test_keys_json_gives_each_key_its_workspace(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    balance(sim, 80.0)
+    sim.add_workspace("Research")
+    sim.add_key("sk-or-v1-lab-key-0000000001", name="Lab", workspace="Research", limit=5.0)
+    run_cli(env, "check", cwd=tmp_path)
+    rows = json.loads(run_cli(env, "keys", "--json", cwd=tmp_path).stdout)
+    assert {r["name"]: r["workspace"] for r in rows} == {
+        "Lab": "Research",
+        "App": "Default Workspace",
+    }
+    table = run_cli(env, "keys", cwd=tmp_path).stdout.splitlines()
+    assert table[0].split()[:3] == ["name", "workspace", "label"]
+    assert table[1].split()[:2] == ["Lab", "Research"]
+
+
+def test_a_spike_is_alerted_with_its_key_and_resolved_once_the_window_is_quiet(
+    sim: Simulator, redis_server: str, tmp_path: Path, rdb: redis.Redis
+) -> None:
+    """A 5 s spike window, so the loop leaves it while the test waits."""
+    env = service_env(sim, redis_server, CREDIT_SPIKE_WINDOW_MINUTES=str(5 / 60))
+    sim.seed_activity(7, 24.0)  # usually $1/h
+    balance(sim, 50.0)
+    batch = sim.add_key("sk-or-v1-batch-agent-0000000001", name="batch-agent", usage=1.0)
+    assert run_cli(env, "check", cwd=tmp_path).returncode == 0
+    balance(sim, 45.0)
+    sim.update_key(batch, usage=5.5)  # $5 in seconds, $4.50 of it the batch key's
+    spike = run_cli(env, "check", cwd=tmp_path)
+    assert spike.returncode == 1  # a spike is a warning, whatever the balance
+    assert spike.stdout.startswith("CREDITS WARNING - $45.00 left (account); spike warning")
+    assert "alert spike: OpenRouter spend spike: $5.00 in the last 5 s, " in spike.stdout
+    assert "most of it from key 'batch-agent' ($4.50)." in spike.stdout
+    time.sleep(5.5)  # the loop's check leaves the window
+    quiet = run_cli(env, "check", "--json", cwd=tmp_path)
+    data = json.loads(quiet.stdout)
+    [resolved] = data["alerts"]
+    assert resolved["type"] == "resolved"
+    assert data["spike"]["status"] == "ok"
+    record = rdb.hgetall(f"openrouter:alerts:{resolved['id']}")
+    assert (record["resolves"], record["subject"]) == ("spike", "account:spike")
 
 
 def test_history_into_a_pipe_whose_reader_left_ends_quietly(

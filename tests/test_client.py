@@ -138,6 +138,7 @@ def test_a_capped_key_alone_reports_what_is_left_of_its_limit() -> None:
         account_balance_usd=None,
         key_label="sk-or-v1-au7...890",
         is_free_tier=False,
+        usage_daily_usd=25.5,
     )
     assert snap.source in SOURCES
 
@@ -575,9 +576,11 @@ def test_keys_are_listed_page_by_page_and_disabled_keys_skipped() -> None:
     listing = list_keys(fake)
     assert [k.hash for k in listing.keys] == [*(f"h{i}" for i in range(100)), "last"]
     assert listing.unreadable == []
-    assert [r.url.params["offset"] for r in fake.requests] == ["0", "100"]
+    # no /workspaces (404): the account is listed as before workspaces
+    assert fake.paths == ["workspaces", "keys", "keys"]
+    assert [r.url.params["offset"] for r in fake.requests[1:]] == ["0", "100"]
     assert listing.keys[-1] == KeyInfo(
-        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None
+        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None, None, 0.0, 0.0, 0.0
     )
 
 
@@ -686,6 +689,108 @@ def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -
     assert key.limit_reset == item["limit_reset"]
 
 
+def workspace(workspace_id: str, name: str) -> dict[str, object]:
+    return {"id": workspace_id, "name": name, "slug": name.lower()}
+
+
+def test_every_workspace_is_listed_and_each_key_carries_its_workspace_name() -> None:
+    answers = {
+        "ws-default": ok({"data": [keys_item("a")]}),
+        "ws-research": ok({"data": [keys_item("b", usage_daily=1.5, usage_weekly=4.0)]}),
+    }
+
+    def keys_of(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.params["workspace_id"]]
+
+    fake = FakeOpenRouter(
+        workspaces=ok(
+            {
+                "data": [workspace("ws-default", "Default"), workspace("ws-research", "Research")],
+                "total_count": 2,
+            }
+        )
+    )
+    transport = httpx.MockTransport(
+        lambda r: keys_of(r) if r.url.path.endswith("/keys") else fake(r)
+    )
+    http = httpx.Client(transport=transport, base_url=BASE_URL)
+    client = OpenRouterClient(make_settings(openrouter_management_key=MANAGEMENT_KEY), http)
+    listing = client.list_keys(NOW)
+    assert [(k.hash, k.workspace) for k in listing.keys] == [
+        ("a", "Default"),
+        ("b", "Research"),
+    ]
+    assert (listing.keys[1].usage_daily_usd, listing.keys[1].usage_weekly_usd) == (1.5, 4.0)
+    assert fake.paths == ["workspaces"]
+    assert fake.requests[0].url.params["limit"] == "100"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [error(404, "Not Found"), ok({"data": [], "total_count": 0})],
+    ids=["404", "an empty list"],
+)
+def test_an_account_without_workspaces_is_listed_as_before_them(answer: httpx.Response) -> None:
+    fake = FakeOpenRouter(workspaces=answer, keys=ok({"data": [keys_item("a")]}))
+    listing = list_keys(fake)
+    assert [(k.hash, k.workspace) for k in listing.keys] == [("a", None)]
+    assert "workspace_id" not in fake.requests[-1].url.params
+
+
+def test_a_workspaces_answer_that_cannot_be_read_fails_the_listing_in_one_line() -> None:
+    fake = FakeOpenRouter(workspaces=ok({"data": [{"name": "no id"}]}))
+    with pytest.raises(MalformedAnswer, match=r"/workspaces with a bad field data\.0\.id"):
+        list_keys(fake)
+
+
+ACTIVITY_ROW = {
+    "date": "2026-03-03",
+    "model": "openai/gpt-4.1",
+    "model_permaslug": "openai/gpt-4.1-2025-04-14",
+    "endpoint_id": "550e8400-e29b-41d4-a716-446655440000",
+    "provider_name": "OpenAI",
+    "usage": 0.015,
+    "byok_usage_inference": 0.012,
+    "requests": 5,
+    "prompt_tokens": 50,
+    "completion_tokens": 125,
+    "reasoning_tokens": 25,
+}
+
+
+def test_activity_is_read_across_workspaces_or_for_one_day() -> None:
+    fake = FakeOpenRouter(activity=ok({"data": [ACTIVITY_ROW]}))
+    client = make_client(fake, openrouter_management_key=MANAGEMENT_KEY)
+    [row] = client.activity(NOW)
+    assert (row.date, row.model, row.provider, row.usage_usd, row.requests) == (
+        "2026-03-03",
+        "openai/gpt-4.1",
+        "OpenAI",
+        0.015,
+        5,
+    )
+    client.activity(NOW, "2026-03-03")
+    assert [dict(r.url.params) for r in fake.requests] == [{}, {"date": "2026-03-03"}]
+    assert fake.requests[0].headers["Authorization"] == f"Bearer {MANAGEMENT_KEY}"
+
+
+def test_activity_needs_the_management_key_and_says_so() -> None:
+    fake = FakeOpenRouter(activity=ok({"data": []}))
+    with pytest.raises(FetchError, match="OPENROUTER_MANAGEMENT_KEY"):
+        make_client(fake).activity(NOW)
+    assert fake.requests == []
+    forbidden = FakeOpenRouter(activity=error(403, "Only management keys can"))
+    with pytest.raises(KeyRejected, match="not a management key"):
+        make_client(forbidden, openrouter_management_key=MANAGEMENT_KEY).activity(NOW)
+
+
+def test_the_spend_of_the_day_week_and_month_of_the_watched_key_is_read() -> None:
+    key = key_with(usage_daily=1.0, usage_weekly=2.0, usage_monthly=3.0)
+    snap = fetch(FakeOpenRouter(key=ok(key)))
+    assert (snap.usage_daily_usd, snap.usage_weekly_usd, snap.usage_monthly_usd) == (1.0, 2.0, 3.0)
+    assert fetch(FakeOpenRouter(key=ok(KEY_OLD))).usage_daily_usd is None  # an older answer
+
+
 ESCAPES = "\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\x08\x7f\u202e\u2066\u200f\u200b"
 
 
@@ -737,7 +842,7 @@ def test_a_server_that_repeats_its_page_is_asked_twice_and_each_key_counted_once
     page = {"data": [keys_item(f"h{i}") for i in range(101)]}  # more than a page, every time
     fake = FakeOpenRouter(keys=ok(page))
     listing = list_keys(fake)
-    assert len(fake.requests) == 2
+    assert fake.paths == ["workspaces", "keys", "keys"]  # no workspaces (404): /keys alone
     assert [k.hash for k in listing.keys] == [f"h{i}" for i in range(101)]
     assert listing.note == (
         "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
@@ -774,7 +879,7 @@ def test_a_listing_that_never_ends_stops_at_the_page_limit(monkeypatch: pytest.M
     pages = [ok({"data": [keys_item(f"p{p}-{i}") for i in range(100)]}) for p in range(5)]
     fake = FakeOpenRouter(keys=pages)
     listing = list_keys(fake)
-    assert len(fake.requests) == 3 and len(listing.keys) == 300
+    assert fake.paths.count("keys") == 3 and len(listing.keys) == 300
     assert listing.note == "/keys went on past 3 pages: listing stopped there"
     assert listing.complete is False
 
@@ -783,3 +888,20 @@ def test_a_skipped_item_without_a_hash_leaves_the_listing_incomplete() -> None:
     named = list_keys(FakeOpenRouter(keys=ok({"data": [{"hash": "h", "usage": "x"}]})))
     unnamed = list_keys(FakeOpenRouter(keys=ok({"data": [{"usage": "x"}]})))
     assert (named.complete, unnamed.complete) == (True, False)
+
+
+def test_a_workspace_that_repeats_its_page_stops_there_and_the_next_is_still_listed() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/workspaces"):
+            return ok({"data": [workspace("ws-a", "A"), workspace("ws-b", "B")], "total_count": 2})
+        if request.url.params["workspace_id"] == "ws-a":
+            return ok({"data": [keys_item(f"a{i}") for i in range(100)]})  # the same page, always
+        return ok({"data": [keys_item("b0")]})
+
+    http = httpx.Client(transport=httpx.MockTransport(answer), base_url=BASE_URL)
+    client = OpenRouterClient(make_settings(openrouter_management_key=MANAGEMENT_KEY), http)
+    listing = client.list_keys(NOW)
+    assert [k.hash for k in listing.keys][-1] == "b0" and len(listing.keys) == 101
+    assert {k.workspace for k in listing.keys} == {"A", "B"}
+    assert listing.note is not None and "page 2 brought no new key" in listing.note
+    assert listing.complete is False  # a workspace was not listed to its end: none is pruned

@@ -63,6 +63,14 @@ def in_groups(pgids: set[int]) -> list[int]:
     return found
 
 
+def published(pubsub: object) -> list[dict[str, object]]:
+    """The messages the channel has brought since the last call."""
+    out = []
+    while (message := pubsub.get_message(timeout=0.1)) is not None:  # type: ignore[attr-defined]
+        out.append(json.loads(message["data"]))
+    return out
+
+
 def alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -80,7 +88,8 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
     flower_port = free_port()
-    argv = ["demo", "--for", "50s", "--pace", "5", "--flower-port", str(flower_port)]
+    # at pace 5 the loop starts 38 s in: its spike is alerted within about 10 s
+    argv = ["demo", "--for", "65s", "--pace", "5", "--flower-port", str(flower_port)]
     proc = subprocess.Popen(
         [str(BIN / "credit-monitor"), *argv],
         cwd=tmp_path,
@@ -109,6 +118,13 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
         message = wait_for(lambda: pubsub.get_message(timeout=0.5), 45, "an alert on the channel")
         alert = json.loads(message["data"])
         assert alert["type"] == "warning"
+        spike = wait_for(
+            lambda: next((m for m in published(pubsub) if m["type"] == "spike"), None),
+            45,
+            "the looping key's spike on the channel",
+        )
+        assert spike["top_keys"][0]["name"] == "batch-agent"
+        wait_for(lambda: any("ALERT  spike" in line for line in lines), 10, "the spike's line")
 
         page_line = next(line for line in lines if " page " in line)
         page_url = re.search(r"(http://127\.0\.0\.1:\d+/)", page_line)[1]  # type: ignore[index]
@@ -145,6 +161,11 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
     assert [pid for pid in started if alive(pid)] == []
     assert re.search(r"check  ok +\$\d+\.\d\d left", output)
     assert "ALERT  warning   OpenRouter credits are low" in output
+    assert re.search(
+        r"ALERT  spike     \[account:spike\] OpenRouter spend spike: \$[\d.]+ in the last 12 s, "
+        r"[\d.]+× the usual \$900\.00/h; most of it from key 'batch-agent' \(\$[\d.]+\)\.",
+        output,
+    ), output
     assert "nothing started here is left running" in output
     assert "Traceback" not in output
     assert DEFAULT_API_KEY not in output and DEFAULT_MANAGEMENT_KEY not in output

@@ -200,3 +200,23 @@ def test_runway_is_the_balance_over_the_burn_rate_when_money_burns(
     from credit_tasks.history import runway_hours
 
     assert runway_hours(remaining_usd, rate) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("points", "min_span_h", "rate", "span_h"),
+    [
+        (timeline((0, 50.0), (1, 45.0)), 1.0, 5.0, 1.0),
+        (timeline((0, 50.0), (0.5, 45.0)), 1.0, None, 0.5),  # half an hour: a burst, no pace
+        (timeline((0, 50.0), (1 / 3600, 49.0)), 1.0, None, 1 / 3600),  # one second apart
+        (timeline((0, 50.0), (1 / 3600, 49.0)), 0.0, 3600.0, 1 / 3600),  # unless asked
+        (timeline((0, 50.0), (1, None), (3, 44.0)), 1.0, 2.0, 3.0),
+        (timeline((0, 50.0)), 0.0, None, 0.0),
+    ],
+)
+def test_the_burn_rate_waits_for_the_minimum_span_of_history(
+    points: list[Point], min_span_h: float, rate: float | None, span_h: float
+) -> None:
+    from credit_tasks.history import paced_burn_rate, span_hours
+
+    assert paced_burn_rate(points, min_span_h) == pytest.approx(rate)
+    assert span_hours(points) == pytest.approx(span_h)

@@ -20,6 +20,7 @@ from credit_tasks.simulator import Simulator
 
 from .conftest import BIN, run_cli, service_env, wait_for
 from .receiver import Receiver
+from .test_check import NO_USUAL_PACE
 
 # clears the screen, retitles the terminal, colours red (C1 CSI), backspaces over text,
 # deletes, reverses the rest (RLO), and isolates and marks it (LRI, RLM, ZWSP)
@@ -76,8 +77,10 @@ def test_no_escape_code_from_the_api_reaches_check_keys_or_status(
         assert printable(shown.stdout + shown.stderr), shown.stdout
     assert all(printable(s) for s in strings(json.loads(as_json.stdout)))
     # the table cuts the name at 32 and the label at 22, each cut marked
-    row = next(line for line in keys.stdout.splitlines() if "CLEARED" in line)
-    name, label = row[:32], row[34:56]
+    header, *rows = keys.stdout.splitlines()
+    row = next(line for line in rows if "CLEARED" in line)
+    at = header.index("label")  # after the workspace column
+    name, label = row[:32], row[at : at + 22]
     assert name.endswith("…") and label.endswith("…") and label.startswith("sk-or-v1-abc...123")
 
 
@@ -222,7 +225,7 @@ def test_a_server_that_ignores_offset_gives_the_command_one_alert_and_a_note(
     done = run_cli(env, "check", "--json", cwd=tmp_path)
     result = json.loads(done.stdout)
     assert [a["type"] for a in result["alerts"]] == ["critical"]
-    assert result["note"] == STOPPED
+    assert result["note"] == f"{STOPPED}; {NO_USUAL_PACE}"
     assert result["keys"]["checked"] == 101
     assert sim.requests()["/keys"] == 2
 
@@ -237,7 +240,7 @@ def test_a_server_that_ignores_offset_gives_the_worker_one_alert_and_a_note(
     pubsub.subscribe("openrouter-alerts")
     wait_for(lambda: pubsub.get_message(timeout=0.1), what="the subscription")
     result = check_credits.delay().get(timeout=30)
-    assert result["note"] == STOPPED
+    assert result["note"] == f"{STOPPED}; {NO_USUAL_PACE}"
     [alert] = result["alerts"]
     wait_for(
         lambda: rdb.hget(f"openrouter:alerts:{alert['id']}", "delivered_at"),

@@ -21,6 +21,7 @@ print(",".join(sorted(m for m in {heavy!r} if m in sys.modules)))
         "credit_tasks",
         "credit_tasks.rules",
         "credit_tasks.history",
+        "credit_tasks.spike",
         "credit_tasks.alerts",
         "credit_tasks.keyspace",
         "credit_tasks.silences",

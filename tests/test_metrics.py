@@ -24,7 +24,7 @@ from credit_tasks.store import Store
 from credit_tasks.web import create_app
 from credit_tasks.web.metrics import NAMES, exposition, registry
 
-from .conftest import MANAGEMENT_KEY
+from .conftest import MANAGEMENT_KEY, make_settings
 
 
 def balance(sim: Simulator, usd: float) -> None:
@@ -37,6 +37,12 @@ def check(settings: Settings, store: Store) -> Any:
     for alert in result.alerts:
         notify.deliver(store, alert, now=datetime.now(UTC))
     return result
+
+
+@pytest.fixture
+def settings(sim: Simulator, redis_url: str) -> Settings:
+    # a burn rate from two checks moments apart: no waiting for the runway's hour of history
+    return make_settings(sim, redis_url, credit_runway_min_span_minutes=0)
 
 
 @pytest.fixture
@@ -84,7 +90,7 @@ def test_a_scrape_reads_the_figures_the_last_check_stored(
     sent = {s[0]["type"]: s[1] for s in got["openrouter_alerts_sent_total"]}
     published = [a["type"] for a in store.recent_alerts(100) if a.get("delivered_at")]
     assert sent == {t: float(published.count(t)) for t in sent}
-    assert set(sent) == {"warning", "critical", "unknown", "resolved", "runway"}
+    assert set(sent) == {"warning", "critical", "unknown", "resolved", "runway", "spike", "report"}
     assert sent["warning"] == 1.0 and sent["critical"] == 1.0  # the account's, the key's
 
 

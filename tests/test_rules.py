@@ -365,9 +365,18 @@ POLICY = rules.Policy(
     runway_warning_hours=48.0,
     window_hours=24.0,
     unknown_after_failures=3,
+    spike_factor=5.0,
+    spike_min_usd=1.0,
 )
-ACC, RUN = rules.ACCOUNT, rules.RUNWAY
+ACC, RUN, SPK = rules.ACCOUNT, rules.RUNWAY, rules.SPIKE
 KEY = rules.Subject.key("h1")
+SPIKE = AlertType.SPIKE
+BATCH = (rules.KeySpend("hb", "batch-agent", 13.9),)
+
+
+def spike(spend_usd: float, usual_usd_per_hour: float = 0.51) -> rules.SpikeFigures:
+    """The last hour's spend against a usual hourly pace: the line is 5 × usual, $1 at least."""
+    return rules.SpikeFigures(60.0, spend_usd, usual_usd_per_hour, BATCH)
 
 
 def seen(remaining: float | None = 50.0, **more: object) -> rules.Observation:
@@ -461,6 +470,44 @@ def failed(consecutive: int, rejected: bool = False) -> rules.Observation:
             seen(50.0), {ACC: state(UNKNOWN, unknown=5)}, {ACC: OK}, [("account", R, U)],
             id="seeing again resolves unknown",
         ),
+        pytest.param(
+            seen(50.0, spike=spike(14.2)), {}, {ACC: OK, SPK: WARNING},
+            [("account:spike", SPIKE, None)], id="28 times the usual is a spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(2.5)), {}, {ACC: OK, SPK: OK}, [],
+            id="under 5 times the usual is no spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(0.9, 0.01)), {}, {ACC: OK, SPK: OK}, [],
+            id="90 times the usual but under $1 is no spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(1.0, 0.0)), {}, {ACC: OK, SPK: WARNING},
+            [("account:spike", SPIKE, None)], id="$1 where nothing is usually spent is a spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(2.4)), {SPK: state(WARNING, warning=10)},
+            {ACC: OK, SPK: WARNING}, [], id="a spike inside the margin lasts, quietly",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(14.2)), {SPK: state(WARNING, warning=61)},
+            {ACC: OK, SPK: WARNING}, [("account:spike", SPIKE, None)],
+            id="a lasting spike repeats after the cooldown",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(2.3)), {SPK: state(WARNING, warning=10)},
+            {ACC: OK, SPK: OK}, [("account:spike", R, SPIKE)],
+            id="a spike resolves below the line over 1 + margin",
+        ),
+        pytest.param(
+            seen(None, spike=spike(14.2)), {}, {SPK: WARNING}, [("account:spike", SPIKE, None)],
+            id="a spike is judged while the balance is not visible",
+        ),
+        pytest.param(
+            seen(50.0), {SPK: state(WARNING, warning=10)}, {ACC: OK}, [],
+            id="no usual pace leaves the spike as it was",
+        ),
     ],
 )  # fmt: skip
 def test_decide_gives_each_subject_its_status_and_the_alerts_due(
@@ -481,6 +528,37 @@ def test_decide_reads_only_the_subjects_it_names() -> None:
     assert rules.subjects_of(observed) == [ACC, RUN, KEY]
     assert rules.subjects_of(failed(1)) == [ACC]
     assert rules.subjects_of(seen(None)) == []
+    assert rules.subjects_of(seen(8.0, spike=spike(0.0))) == [ACC, RUN, SPK]
+
+
+def test_a_spike_factor_of_0_turns_spike_alerts_off() -> None:
+    off = replace(POLICY, spike_factor=0.0)
+    decision = rules.decide(seen(50.0, spike=spike(100.0)), {}, off, T0)
+    assert (decision.statuses, decision.dues) == ({ACC: OK}, ())
+
+
+def test_a_spike_alert_carries_its_line_and_figures() -> None:
+    [due] = rules.decide(seen(50.0, spike=spike(14.2)), {}, POLICY, T0).dues
+    assert due.about.subject == "account:spike"
+    assert due.about.spike == spike(14.2)
+    assert due.thresholds.warning_usd == pytest.approx(2.55)  # 5 × $0.51
+
+
+@pytest.mark.parametrize(
+    ("spend_usd", "previous", "expected"),
+    [
+        (0.0, OK, OK),
+        (0.0, WARNING, OK),
+        (2.54, OK, OK),
+        (2.55, OK, WARNING),  # at the line is a spike
+        (2.32, WARNING, WARNING),  # 2.55 / 1.1 = 2.318...: inside the margin
+        (2.31, WARNING, OK),
+    ],
+)
+def test_classify_spike_applies_the_line_with_a_recovery_margin(
+    spend_usd: float, previous: Status, expected: Status
+) -> None:
+    assert rules.classify_spike(spend_usd, 2.55, previous, 0.1) is expected
 
 
 def test_a_decision_on_the_states_it_produced_is_quiet_until_the_cooldown() -> None:
@@ -495,6 +573,7 @@ def test_a_decision_on_the_states_it_produced_is_quiet_until_the_cooldown() -> N
     [
         ("account", rules.Subject("account")),
         ("account:runway", rules.Subject("runway")),
+        ("account:spike", rules.Subject("spike")),
         ("key:abc123", rules.Subject.key("abc123")),
     ],
 )

@@ -50,6 +50,11 @@ def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         ("credit_unknown_after_failures", 3),
         ("credit_history_retention_days", 90),
         ("credit_redis_prefix", "openrouter"),
+        ("credit_spike_window_minutes", 60.0),
+        ("credit_spike_factor", 5.0),
+        ("credit_spike_min_usd", 1.0),
+        ("credit_runway_min_span_minutes", 60.0),
+        ("credit_report_hour_utc", None),
         ("credit_inhibit_when_account_critical", True),
         ("broker_url", "redis://localhost:6379/0"),
         ("result_backend", "redis://localhost:6379/0"),
@@ -85,6 +90,9 @@ def test_an_empty_environment_gives_the_documented_defaults(
         ("CREDIT_UNKNOWN_AFTER_FAILURES", "5", "credit_unknown_after_failures", 5),
         ("CREDIT_HISTORY_RETENTION_DAYS", "30", "credit_history_retention_days", 30),
         ("CREDIT_REDIS_PREFIX", "staging.or", "credit_redis_prefix", "staging.or"),
+        ("CREDIT_SPIKE_FACTOR", "0", "credit_spike_factor", 0.0),
+        ("CREDIT_SPIKE_WINDOW_MINUTES", "15", "credit_spike_window_minutes", 15.0),
+        ("CREDIT_REPORT_HOUR_UTC", "7", "credit_report_hour_utc", 7),
         (
             "CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL",
             "false",
@@ -361,6 +369,10 @@ def test_redact_url_leaves_a_url_without_password_alone(url: str) -> None:
         ("CREDIT_WARNING_THRESHOLD", "1e9"),
         ("CREDIT_BURN_WINDOW_HOURS", "8760"),
         ("CREDIT_RETRY_ATTEMPTS", "20"),
+        ("CREDIT_SPIKE_WINDOW_MINUTES", "10080"),
+        ("CREDIT_SPIKE_FACTOR", "1000"),
+        ("CREDIT_RUNWAY_MIN_SPAN_MINUTES", "525600"),
+        ("CREDIT_REPORT_HOUR_UTC", "23"),
     ],
 )
 def test_the_bounds_themselves_are_accepted(

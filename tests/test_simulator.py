@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -473,6 +474,16 @@ def _every_answer(sim: Simulator) -> list[tuple[str, str, str | None]]:
         ("keys_page", "/keys?offset=0&include_disabled=true", MANAGEMENT),
         ("keys_page", "/keys?offset=100&include_disabled=true", MANAGEMENT),
         ("keys_item_answer", f"/keys/{key_hash}", MANAGEMENT),
+        ("workspaces_page", "/workspaces", MANAGEMENT),
+        ("workspaces_page", "/workspaces?offset=1&limit=1", MANAGEMENT),
+        ("keys_page", f"/keys?workspace_id={sim.add_workspace('Research')}", MANAGEMENT),
+        ("activity_page", "/activity", MANAGEMENT),
+        ("activity_page", f"/activity?date={sim.today() - timedelta(days=1)}", MANAGEMENT),
+        ("activity_page", "/activity?group_by=workspace", MANAGEMENT),
+        ("error_answer", "/activity", ORDINARY),
+        ("error_answer", "/workspaces", ORDINARY),
+        ("error_answer", "/activity?date=yesterday", MANAGEMENT),
+        ("error_answer", "/workspaces?limit=500", MANAGEMENT),
         ("error_answer", "/credits", ORDINARY),
         ("error_answer", "/keys", ORDINARY),
         ("error_answer", "/key", None),
@@ -487,6 +498,8 @@ def test_every_answer_matches_the_field_table(sim: Simulator) -> None:
     sim.add_fleet(120)  # every limit_reset, some disabled
     sim.add_key("sk-or-v1-uncapped-key-0000", name="")  # an empty name, no cap
     sim.add_key("sk-or-v1-overspent-key-000", name="Over", limit=10.0, usage=10.5)
+    sim.seed_activity(30, 12.0)
+    sim.add_activity(str(sim.today() - timedelta(days=1)), 3.0, model="openai/gpt-4.1")
     for definition, path, key in _every_answer(sim):
         response = get(sim, path, key)
         assert problems(definition, response.json()) == [], (path, key)

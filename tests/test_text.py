@@ -28,6 +28,16 @@ def test_a_table_shows_no_figure_as_a_dash(value: object) -> None:
 
 
 @pytest.mark.parametrize(
+    ("hours", "text"),
+    [(3.0, "3 h"), (1.5, "1.5 h"), (24.0, "24 h"), (0.75, "45 min"), (0.01, "36 s")],
+)
+def test_a_span_of_history_reads_in_hours_minutes_or_seconds(hours: float, text: str) -> None:
+    from credit_tasks.text import span
+
+    assert span(hours) == text
+
+
+@pytest.mark.parametrize(
     ("raw", "shown"),
     [
         ("\x1b[2J\x1b[HCLEARED", "[2J[HCLEARED"),  # ESC gone: no screen cleared

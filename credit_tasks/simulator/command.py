@@ -20,6 +20,8 @@ from .server import Simulator
 
 DEFAULT_API_KEY = "sk-or-v1-sim-ordinary"
 DEFAULT_MANAGEMENT_KEY = "sk-or-v1-sim-management"
+LOOP_KEY = "sk-or-v1-sim-looping-agent"
+LOOP_KEY_NAME = "batch-agent"
 
 
 KEYS_HELP = f"""\
@@ -69,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
         help="/credits answers zeros to ordinary keys instead of 403",
     )
     p.add_argument("--keys", type=int, default=0, metavar="N", help="add N extra capped keys")
+    p.add_argument(
+        "--usual-per-hour",
+        type=float,
+        default=0.0,
+        metavar="USD",
+        help="/activity shows the last 30 days spent at this hourly pace",
+    )
+    p.add_argument(
+        "--loop-per-hour",
+        type=float,
+        default=0.0,
+        metavar="USD",
+        help=f"a key named {LOOP_KEY_NAME!r} loops, spending this much an hour",
+    )
+    p.add_argument("--loop-after", type=float, default=0.0, metavar="S", help="loop from then on")
+    p.add_argument("--loop-for", type=float, default=None, metavar="S", help="loop this long")
     return p
 
 
@@ -100,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             credits_zeros_for_ordinary=args.credits_zeros_for_ordinary,
         )
         sim.add_fleet(args.keys)
+        sim.seed_activity(30, args.usual_per_hour * 24)
+        if args.loop_per_hour > 0:
+            sim.add_key(LOOP_KEY, name=LOOP_KEY_NAME, model="anthropic/claude-sonnet-4")
+            sim.set_loop(
+                key=LOOP_KEY,
+                usd_per_hour=args.loop_per_hour,
+                after_s=args.loop_after,
+                for_s=args.loop_for,
+            )
         with sim:
             print(f"OpenRouter simulator on {sim.base_url}", flush=True)
             print(f"  ordinary key    {args.api_key}", flush=True)

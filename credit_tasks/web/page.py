@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from ..rollup import width_text
 from ..rules import ANY_SUBJECT, ANY_TYPE, Status
 from ..silences import held_note, remaining
-from ..text import duration, money
+from ..text import duration, money, span
 from . import chart
 from .views import KEYS_PER_PAGE, RANGES_H, RECENT_ALERTS, PageData
 
@@ -73,11 +73,13 @@ def _balance(data: PageData) -> str:
     source = cur.get("source") or ""
     shown = SOURCES.get(source, source.replace("_", " ") or "no check yet")
     rate, runway = cur.get("burn_rate_usd_per_hour"), cur.get("runway_hours")
-    window = data.settings.credit_burn_window_hours
+    observed = cur.get("burn_span_hours")  # the history the rate was really measured over
     if rate and runway:
-        projected = f"{duration(float(runway))} at the last {window:g} h's pace"
+        pace = f"the pace of the last {span(float(observed))}" if observed else "the recent pace"
+        projected = f"{duration(float(runway))} at {pace}"
     else:
-        projected = "not projected yet: it needs two checks with spend in the window"
+        need = span(data.settings.credit_runway_min_span_minutes / 60)
+        projected = f"not projected yet: it needs {need} of history with spend in the window"
     return f"""<section id="balance" data-live class="card status-{status}">
 <p class="label">Balance</p>
 <p class="balance" data-usd="{escape(cur.get("remaining_usd") or "")}">{
