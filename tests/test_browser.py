@@ -80,6 +80,7 @@ def a_day(store: Store, now: datetime) -> None:
         figures = {"remaining_usd": round(usd, 4), "usage_usd": 50.0, "source": "account"}
         figures["checked_at"] = at.isoformat()
         figures |= {"burn_rate_usd_per_hour": 0.24, "runway_hours": round(usd / 0.24, 2)}
+        figures |= {"burn_span_hours": 24.0}
         figures |= {"spend_today_usd": 4.8, "spend_week_usd": 33.6, "spend_month_usd": 101.2}
         store.record_success(figures, "ok" if usd >= 10 else "warning", at)
     for i, (kind, hours) in enumerate((("warning", 9), ("resolved", 5))):
