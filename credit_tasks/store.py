@@ -121,6 +121,17 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('INCR', KEYS[3])
 return 1
 """
+# The silences, the acks and the state of each ack's subject, in one round trip (an ack lasts
+# while its subject's state holds the episode it named). Queued in the faces' pipelines.
+_SILENCING = """
+local acks = redis.call('HGETALL', KEYS[2])
+local held, states = {}, {}
+for i = 1, #acks, 2 do
+  held[#held + 1] = acks[i + 1]
+  states[#states + 1] = redis.call('HGET', KEYS[3], acks[i]) or ''
+end
+return {redis.call('HVALS', KEYS[1]), held, states}
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -234,6 +245,20 @@ def _silencing(silences: list[str], acks: list[str]) -> Silencing:
         silences=tuple(sorted((s for s in read if s), key=lambda s: (s.ends_at, s.id))),
         acks={a.subject: a for a in acked if a},
     )
+
+
+def _in_force(reply: list[list[str]], now: datetime) -> tuple[list[Silence], list[Ack]]:
+    """`_SILENCING`'s answer read: the silences still running, soonest end first, and the acks
+    whose episode still lasts, by subject."""
+    silences, acks, states = reply
+    loaded = _silencing(silences, [])
+    lasting = [
+        ack
+        for ack, raw in zip(map(codec.decode_ack, acks), states, strict=True)
+        if ack is not None and _state(raw or None).since == ack.since
+    ]
+    lasting.sort(key=lambda a: str(a.subject))
+    return [s for s in loaded.silences if s.active(now)], lasting
 
 
 def connect(url: str) -> redis.Redis:
@@ -634,19 +659,18 @@ class Store:
         pipe.execute()
         return silence
 
+    def _queue_silencing(self, pipe: Any) -> None:
+        """Queue the read of the silences and acks (`_in_force` reads the answer)."""
+        keys = (self.keys.silences, self.keys.acks, self.keys.alert_state)
+        pipe.eval(_SILENCING, len(keys), *keys)
+
     @_translated
     def silencing(self, now: datetime) -> tuple[list[Silence], list[Ack]]:
-        """The silences still running and the acks whose episode still lasts, soonest end first."""
+        """The silences still running and the acks whose episode still lasts, soonest end first;
+        one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hvals(self.keys.silences)
-        pipe.hvals(self.keys.acks)
-        loaded = _silencing(*pipe.execute())
-        acks = sorted(loaded.acks.values(), key=lambda a: str(a.subject))
-        states = (
-            self.redis.hmget(self.keys.alert_state, [str(a.subject) for a in acks]) if acks else []
-        )
-        lasting = [a for a, raw in zip(acks, states, strict=True) if _state(raw).since == a.since]
-        return [s for s in loaded.silences if s.active(now)], lasting
+        self._queue_silencing(pipe)
+        return _in_force(pipe.execute()[0], now)
 
     @_translated
     def alert_record(self, alert_id: str) -> dict[str, str]:
@@ -732,18 +756,20 @@ class Store:
 
     @_translated
     def overview(self, alerts: int = 5, now: datetime | None = None) -> dict[str, Any]:
-        """`credit-monitor status --json` and `/api/status`: the stored snapshot, the monitoring
-        status, the newest alert records, the silences and acks in force, and warnings."""
+        """`credit-monitor status --json`, `/api/status` and the page: the stored snapshot, the
+        monitoring status, the newest alert records, the silences and acks in force, and
+        warnings. Two round trips, and the eviction question."""
         now = now or datetime.now(UTC)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.current)
         pipe.hgetall(self.keys.monitoring_status)
         pipe.lrange(self.keys.alerts_list, 0, alerts - 1)
-        current, monitoring, ids = pipe.execute()
+        self._queue_silencing(pipe)
+        current, monitoring, ids, silencing = pipe.execute()
         for alert_id in ids:
             pipe.hgetall(self.keys.alert(alert_id))
         records = pipe.execute() if ids else []
-        silenced, acked = self.silencing(now)
+        silenced, acked = _in_force(silencing, now)
         return {
             "current": dict(current),
             "monitoring": dict(monitoring),
@@ -754,19 +780,23 @@ class Store:
         }
 
     @_translated
-    def scrape(self) -> dict[str, Any]:
+    def scrape(self, now: datetime | None = None) -> dict[str, Any]:
         """What the metrics show, read in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.keys.current)
         pipe.hgetall(self.keys.monitoring_status)
         pipe.hvals(self.keys.keys_current)
         pipe.hgetall(self.keys.alerts_sent)
-        current, monitoring, keys, sent = pipe.execute()
+        self._queue_silencing(pipe)
+        current, monitoring, keys, sent, silencing = pipe.execute()
+        silenced, acked = _in_force(silencing, now or datetime.now(UTC))
         return {
             "current": dict(current),
             "monitoring": dict(monitoring),
             "keys": json.loads(f"[{','.join(keys)}]"),  # one parse, not 10,000
             "alerts_sent": {t: int(n) for t, n in sent.items()},
+            "silences_active": len(silenced),
+            "acks_active": len(acked),
         }
 
 

@@ -25,6 +25,7 @@ from selenium.webdriver.common.by import By
 from credit_tasks.alerts import Alert
 from credit_tasks.rules import AlertType, Status
 from credit_tasks.settings import Settings
+from credit_tasks.silences import new_silence
 from credit_tasks.store import Commit, Store
 from credit_tasks.web import create_app
 
@@ -69,7 +70,7 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
 
 def a_day(store: Store, now: datetime) -> None:
     """A day of five-minute checks falling from $14 to under the warning line, a top-up,
-    two alerts, and 120 keys."""
+    two alerts, a silence, the spend of the day, week and month, and 120 keys."""
     usd = 14.0
     for m in range(24 * 60, 0, -5):
         usd -= 0.02
@@ -79,6 +80,8 @@ def a_day(store: Store, now: datetime) -> None:
         figures = {"remaining_usd": round(usd, 4), "usage_usd": 50.0, "source": "account"}
         figures["checked_at"] = at.isoformat()
         figures |= {"burn_rate_usd_per_hour": 0.24, "runway_hours": round(usd / 0.24, 2)}
+        figures |= {"burn_span_hours": 24.0}
+        figures |= {"spend_today_usd": 4.8, "spend_week_usd": 33.6, "spend_month_usd": 101.2}
         store.record_success(figures, "ok" if usd >= 10 else "warning", at)
     for i, (kind, hours) in enumerate((("warning", 9), ("resolved", 5))):
         at = now - timedelta(hours=hours)
@@ -108,6 +111,16 @@ def a_day(store: Store, now: datetime) -> None:
             "status": "critical" if left < 1 else "warning" if left < 4 else "ok",
         }
     store.commit(Commit(now, keys=rows))
+    store.add_silence(
+        new_silence(
+            "5e1a2c9d7b30",
+            "key:k0000",
+            "any",
+            timedelta(hours=6),
+            "Customer 000 is moving to a new plan today",
+            now,
+        )
+    )
 
 
 @pytest.fixture
@@ -205,6 +218,9 @@ def test_the_page_reads_at_a_phone_width(browser: webdriver.Chrome, served: str)
         "return parseFloat(getComputedStyle(document.querySelector('#balance .balance')).fontSize)"
     )
     assert size >= 24
+    said = text(browser, "#silences li.silence")
+    assert "key:k0000" in said and "left" in said and "5e1a2c9d7b30" in said
+    assert text(browser, "#runway [data-period='month'] .figure") == "$101.20"
     assert _errors(browser) == []
 
 

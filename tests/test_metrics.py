@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from credit_tasks import notify
+from credit_tasks import silences as codec
 from credit_tasks.check import run_check
 from credit_tasks.client import OpenRouterClient
+from credit_tasks.rules import Subject
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Store
@@ -99,7 +101,60 @@ def test_every_name_of_the_contract_is_exposed_once_the_figures_are_known(
     for usd in (20.0, 19.0):
         balance(sim, usd)
         check(settings, store)
+    store.redis.hset(store.keys.current, mapping=SPEND)  # until a check stores them
     assert set(samples(web.get("/metrics").text)) == set(NAMES)
+
+
+SPEND = {"spend_today_usd": "1.5", "spend_week_usd": "12.25", "spend_month_usd": "40"}
+
+
+def test_the_silences_and_acks_in_force_are_counted(
+    sim: Simulator, settings: Settings, store: Store, web: TestClient
+) -> None:
+    got = samples(web.get("/metrics").text)
+    assert got["openrouter_silences_active"] == [({}, 0.0)]
+    assert got["openrouter_acks_active"] == [({}, 0.0)]
+    for usd in (20.0, 8.0):  # a warning to acknowledge
+        balance(sim, usd)
+        check(settings, store)
+    now = datetime.now(UTC)
+    for n, subject in enumerate(("account", "*")):
+        store.add_silence(
+            codec.new_silence(f"s{n}", subject, "any", timedelta(hours=2), "known", now)
+        )
+    [warning] = [a for a in store.recent_alerts(10) if a["type"] == "warning"]
+    raw, state = store.alert_state(Subject.parse("account"))
+    assert store.put_ack(codec.ack_for(warning["id"], warning, state, "seen", now), raw)
+    got = samples(web.get("/metrics").text)
+    assert got["openrouter_silences_active"] == [({}, 2.0)]
+    assert got["openrouter_acks_active"] == [({}, 1.0)]
+    assert store.expire_silence("s0", now) is not None
+    balance(sim, 4.0)  # worse: the acknowledged episode is over
+    check(settings, store)
+    got = samples(web.get("/metrics").text)
+    assert got["openrouter_silences_active"] == [({}, 1.0)]
+    assert got["openrouter_acks_active"] == [({}, 0.0)]
+    later = store.scrape(now + timedelta(hours=3))  # past its end, before a check drops it
+    assert later["silences_active"] == 0
+
+
+def test_the_spend_of_each_period_is_exposed_once_stored(
+    sim: Simulator, settings: Settings, store: Store, web: TestClient
+) -> None:
+    balance(sim, 20.0)
+    check(settings, store)
+    store.redis.hdel(store.keys.current, *SPEND)  # as before a check stores them
+    assert "openrouter_spend_dollars" not in samples(web.get("/metrics").text)
+    store.redis.hset(store.keys.current, mapping=SPEND | {"spend_week_usd": ""})
+    got = samples(web.get("/metrics").text)["openrouter_spend_dollars"]
+    assert got == [({"period": "today"}, 1.5), ({"period": "month"}, 40.0)]  # no week: absent
+    store.redis.hset(store.keys.current, mapping=SPEND)
+    got = samples(web.get("/metrics").text)["openrouter_spend_dollars"]
+    assert got == [
+        ({"period": "today"}, 1.5),
+        ({"period": "week"}, 12.25),
+        ({"period": "month"}, 40.0),
+    ]
 
 
 def test_an_unknown_balance_is_absent_not_zero(
@@ -153,7 +208,12 @@ def test_promtool_accepts_the_exposition(
     for usd in (20.0, 4.0):
         balance(sim, usd)
         check(settings, store)
+    store.redis.hset(store.keys.current, mapping=SPEND)
+    store.add_silence(
+        codec.new_silence("s1", "*", "any", timedelta(hours=1), "x", datetime.now(UTC))
+    )
     text = web.get("/metrics").text
+    assert "openrouter_spend_dollars{" in text and "openrouter_silences_active 1.0" in text
     done = subprocess.run(
         [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
@@ -184,7 +244,15 @@ class _Stored:
 
     def scrape(self) -> dict[str, Any]:
         current = {"remaining_usd": "1e6", "status": "ok", "runway_hours": "inf"}
-        return {"current": current, "monitoring": {}, "keys": self.rows, "alerts_sent": {}}
+        current |= {"spend_today_usd": "0.5"}
+        return {
+            "current": current,
+            "monitoring": {},
+            "keys": self.rows,
+            "alerts_sent": {},
+            "silences_active": 2,
+            "acks_active": 0,
+        }
 
 
 def test_the_exposition_escapes_as_prometheus_client_does_whatever_the_label() -> None:

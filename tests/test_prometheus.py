@@ -160,7 +160,7 @@ def test_the_rules_and_the_dashboard_use_only_the_exposed_names() -> None:
     assert rules <= exposed, rules - exposed
     assert used <= exposed, used - exposed
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for shown in ("balance", "runway", "burn rate", "keys", "alerts"):
+    for shown in ("balance", "runway", "burn rate", "keys", "alerts", "spend", "silences"):
         assert shown in titles
     assert {
         "openrouter_balance_dollars",
@@ -168,4 +168,6 @@ def test_the_rules_and_the_dashboard_use_only_the_exposed_names() -> None:
         "openrouter_burn_rate_dollars_per_hour",
         "openrouter_key_limit_remaining_dollars",
         "openrouter_alerts_sent_total",
+        "openrouter_spend_dollars",
+        "openrouter_silences_active",
     } <= used

@@ -20,8 +20,10 @@ from credit_tasks.runtime import Runtime
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Commit, Store
+from credit_tasks.text import money
 from credit_tasks.web import create_app
 from credit_tasks.web.command import loopback, refuse_open_bind
+from credit_tasks.web.page import SPEND
 from credit_tasks.web.views import KEYS_PER_PAGE, BadQuery, health, hours_of, page_of, range_of
 
 from .conftest import make_settings, run_cli, service_env
@@ -84,6 +86,95 @@ def test_the_page_shows_the_balance_its_status_source_runway_and_alerts(
     assert "delivered 20" in html  # with its delivery
     assert 'class="marker alert-warning"' in html  # and marked on the chart
     assert "Failures in a row</dt><dd>0" in html
+
+
+def section(html: str, name: str) -> str:
+    found = re.search(rf'<section id="{name}".*?</section>', html, re.S)
+    assert found, f"no #{name} section"
+    return found[0]
+
+
+def test_the_page_lists_the_silences_and_acks_added_from_the_command_line(
+    sim: Simulator,
+    redis_server: str,
+    settings: Settings,
+    store: Store,
+    web: TestClient,
+    tmp_path: Path,
+) -> None:
+    empty = section(web.get("/").text, "silences")
+    assert 'data-silences="0" data-acks="0"' in empty
+    assert "No silence or ack in force" in empty
+    assert "credit-monitor silence add --subject account --for 6h" in empty  # how to add one
+    for usd in (20.0, 8.0):  # a warning, delivered
+        balance(sim, usd)
+        check(settings, store)
+    [warning] = [a for a in store.recent_alerts(10) if a["type"] == "warning"]
+    env = service_env(sim, redis_server)
+    added = run_cli(
+        env,
+        "silence",
+        "add",
+        "--subject",
+        "account",
+        "--type",
+        "critical",
+        "--for",
+        "6h",
+        "--reason",
+        "top-up <ordered> & paid",
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    silence_id = added.stdout.strip()
+    acked = run_cli(env, "ack", warning["id"], "--reason", "finance knows", cwd=tmp_path)
+    assert acked.returncode == 0, acked.stderr
+
+    shown = section(web.get("/").text, "silences")
+    assert 'data-silences="1" data-acks="1"' in shown
+    assert "1 silence and 1 ack in force" in shown
+    assert f"id <code>{silence_id}</code>" in shown
+    assert "<strong>account</strong>, critical alerts" in shown
+    assert "top-up &lt;ordered&gt; &amp; paid" in shown  # escaped, as every stored value
+    assert re.search(r'<span class="left">(5h 59m|6h 0m) left</span>, until 20', shown)
+    assert f"repeats of alert <code>{warning['id']}</code>" in shown
+    assert "finance knows" in shown
+
+    balance(sim, 4.0)  # a critical under the silence: recorded, held back; a new episode
+    check(settings, store)
+    html = web.get("/").text
+    assert f"held back: silenced by {silence_id}" in section(html, "alerts")
+    assert 'data-silences="1" data-acks="0"' in section(html, "silences")  # the ack's is over
+
+    assert store.expire_silence(silence_id, datetime.now(UTC)) is not None
+    after = section(web.get("/").text, "silences")
+    assert "No silence or ack in force" in after and silence_id not in after
+    assert web.get("/api/status").json()["silences"] == []
+
+
+def test_the_page_shows_the_spend_of_the_day_week_and_month_once_stored(
+    sim: Simulator, settings: Settings, store: Store, web: TestClient
+) -> None:
+    balance(sim, 20.0)
+    check(settings, store)
+    stored = store.current()
+    html = section(web.get("/").text, "runway")
+    for _, field in SPEND:  # as the check stored them, if it does
+        shown = money(stored.get(field), missing="-")
+        assert f'data-usd="{stored.get(field) or ""}"><span class="figure">{shown}</span>' in html
+    store.redis.hdel(store.keys.current, *(field for _, field in SPEND))
+    html = section(web.get("/").text, "runway")
+    for period in ("today", "week", "month"):  # none stored: "-"
+        assert f'<p data-period="{period}" data-usd=""><span class="figure">-</span>' in html, (
+            period
+        )
+    spend = {"spend_today_usd": "1.25", "spend_week_usd": "", "spend_month_usd": "1234.5"}
+    store.redis.hset(store.keys.current, mapping=spend)
+    html = section(web.get("/").text, "runway")
+    assert '<p data-period="today" data-usd="1.25"><span class="figure">$1.25</span>' in html
+    assert '<p data-period="week" data-usd=""><span class="figure">-</span>' in html
+    assert '<p data-period="month" data-usd="1234.5"><span class="figure">$1,234.50</span>' in html
+    assert '<span class="unit">this month</span>' in html
 
 
 def test_the_chart_has_one_point_per_bucket_the_api_returns(

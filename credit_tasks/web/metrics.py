@@ -1,9 +1,10 @@
 """`/metrics`: a prometheus_client collector that reads Redis at each scrape.
 
 One process, no multiprocess mode: each scrape reads the stored snapshot, the monitoring
-status, the key table and the alert counts in one round trip and builds the families from
-them. The names are a contract (the alert rules and the dashboard in `deploy/` use them).
-A figure that is not known is left out rather than sent as 0, and no label holds a key.
+status, the key table, the alert counts and the silences and acks in one round trip and
+builds the families from them. The names are a contract (the alert rules and the dashboard
+in `deploy/` use them). A figure that is not known is left out rather than sent as 0, and
+no label holds a key.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ NAMES = (
     "openrouter_key_limit_remaining_dollars",
     "openrouter_key_status",
     "openrouter_alerts_sent_total",
+    "openrouter_silences_active",
+    "openrouter_acks_active",
+    "openrouter_spend_dollars",
     "openrouter_up",
+)
+SPEND_PERIODS = (
+    ("today", "spend_today_usd"),
+    ("week", "spend_week_usd"),
+    ("month", "spend_month_usd"),
 )
 KEY_LABELS = ("key_hash", "key_name")
 
@@ -122,6 +131,16 @@ class CreditCollector(Collector):
             "Failed checks in a row",
             _number(mon.get("consecutive_failures")) or 0.0,
         )
+        spend = GaugeMetricFamily(
+            "openrouter_spend_dollars",
+            "Spend in USD today, this week and this month, by period",
+            labels=["period"],
+        )
+        for period, field in SPEND_PERIODS:
+            if (value := _number(cur.get(field))) is not None:
+                spend.add_metric([period], value)
+        if spend.samples:  # none before a check stores them: absent, not 0
+            yield spend
         yield from self._keys(data["keys"])
         sent = CounterMetricFamily(
             "openrouter_alerts_sent", "Alerts published, by type", labels=["type"]
@@ -130,6 +149,16 @@ class CreditCollector(Collector):
         for alert_type, count in sorted(counts.items()):
             sent.add_metric([alert_type], float(count))
         yield sent
+        yield from _gauge(
+            "openrouter_silences_active",
+            "Silences in force: their alerts are recorded, not sent",
+            float(data["silences_active"]),
+        )
+        yield from _gauge(
+            "openrouter_acks_active",
+            "Acknowledged conditions whose repeats are held back",
+            float(data["acks_active"]),
+        )
 
     @staticmethod
     def _keys(rows: list[dict[str, object]]) -> Iterator[Metric]:

@@ -1,4 +1,5 @@
-"""The page `/` as HTML: balance, runway, chart, keys, alerts and the monitor's health.
+"""The page `/` as HTML: balance, runway, spend, chart, keys, alerts, silences and acks, and
+the monitor's health.
 
 Every part that changes sits in an element with an `id` and `data-live`; the page's script
 fetches the page again every 30 s and swaps those parts in place, so nothing flashes. Links
@@ -13,7 +14,8 @@ from html import escape
 from urllib.parse import urlencode
 
 from ..rollup import width_text
-from ..rules import Status
+from ..rules import ANY_SUBJECT, ANY_TYPE, Status
+from ..silences import held_note, remaining
 from ..text import duration, money, span
 from . import chart
 from .views import KEYS_PER_PAGE, RANGES_H, RECENT_ALERTS, PageData
@@ -24,6 +26,12 @@ SOURCES = {
     "initial_balance": "CREDIT_INITIAL_BALANCE less usage",
     "payment_required": "a 402 from OpenRouter",
 }
+SPEND = (
+    ("today", "spend_today_usd"),
+    ("this week", "spend_week_usd"),
+    ("this month", "spend_month_usd"),
+)
+SILENCE_HOW = 'credit-monitor silence add --subject account --for 6h --reason "top-up ordered"'
 
 
 def _status(value: str | None) -> str:
@@ -86,9 +94,20 @@ used {escape(money(cur.get("usage_usd"), missing="-"))} so far</p>
 <p class="label">Burn rate</p><p class="figure">{
         escape(money(rate, missing="-"))
     }<span class="unit">/h</span></p>
+<p class="label">Spend</p><div class="spend">{_spend(data)}</div>
 <p class="muted">warning below {escape(money(data.settings.credit_warning_threshold))},
 critical below {escape(money(data.settings.credit_critical_threshold))}</p>
 </section>"""
+
+
+def _spend(data: PageData) -> str:
+    """Today's, this week's and this month's spend; "-" for a figure the check has not stored."""
+    return "".join(
+        f'<p data-period="{period.split()[-1]}" data-usd="{escape(data.current.get(field) or "")}">'
+        f'<span class="figure">{escape(money(data.current.get(field), missing="-"))}</span> '
+        f'<span class="unit">{period}</span></p>'
+        for period, field in SPEND
+    )
 
 
 def _chart(data: PageData) -> str:
@@ -174,6 +193,8 @@ page {data.page} of {data.pages}</span>{nxt}</nav>"""
 def _delivery(alert: dict[str, str]) -> str:
     if alert.get("delivery_error"):
         return f'<span class="bad">delivery failed: {escape(alert["delivery_error"])}</span>'
+    if held := held_note(alert):  # recorded, never meant to go out
+        return f'<span class="muted">held back: {escape(held)}</span>'
     if not alert.get("delivered_at"):
         return '<span class="warn">not delivered yet</span>'
     channels = [c for c in (alert.get("channels_ok") or "").split(",") if c]
@@ -199,6 +220,59 @@ def _alerts(data: PageData) -> str:
         )
     return f"""<section id="alerts" data-live class="card">
 <h2>Recent alerts</h2>{items}</section>"""
+
+
+def _subject(subject: object) -> str:
+    return "every subject" if subject == ANY_SUBJECT else escape(str(subject))
+
+
+def _silence(row: dict[str, object]) -> str:
+    kind = str(row.get("type") or ANY_TYPE)
+    covers = "alerts of any type" if kind == ANY_TYPE else f"{escape(kind)} alerts"
+    left = remaining(float(str(row.get("remaining_s") or 0)))
+    return (
+        f'<li class="silence"><span class="pill">silence</span> '
+        f"<strong>{_subject(row.get('subject'))}</strong>, {covers}<br>"
+        f"{escape(str(row.get('reason') or ''))}<br>"
+        f'<span class="muted"><span class="left">{escape(left)} left</span>, until '
+        f"{_time(str(row.get('ends_at') or ''))} · id <code>{escape(str(row.get('id')))}</code>"
+        "</span></li>"
+    )
+
+
+def _ack(row: dict[str, object]) -> str:
+    reason = str(row.get("reason") or "")
+    return (
+        f'<li class="ack"><span class="pill">ack</span> '
+        f"<strong>{_subject(row.get('subject'))}</strong>: repeats of alert "
+        f"<code>{escape(str(row.get('alert_id')))}</code> held back while the condition lasts<br>"
+        + (f"{escape(reason)}<br>" if reason else "")
+        + f'<span class="muted">acknowledged episode since {_time(str(row.get("since") or ""))}'
+        "</span></li>"
+    )
+
+
+def _silences(data: PageData) -> str:
+    silences, acks = len(data.silences), len(data.acks)
+    counts = f'data-silences="{silences}" data-acks="{acks}"'
+    if not silences and not acks:
+        body = (
+            f'<p class="muted" {counts}>No silence or ack in force. To hold '
+            f"alerts back for a while: <code>{escape(SILENCE_HOW)}</code>; to stop the "
+            "repeats of an alert: <code>credit-monitor ack ALERT_ID</code>.</p>"
+        )
+    else:
+        counted = ((silences, "silence"), (acks, "ack"))
+        said = " and ".join(f"{n} {what}{'s' * (n != 1)}" for n, what in counted if n)
+        body = (
+            f'<p class="muted" {counts}>{said} in force; '
+            "<code>credit-monitor silence expire ID</code> ends a silence early.</p><ul>"
+            + "".join(_silence(r) for r in data.silences)
+            + "".join(_ack(r) for r in data.acks)
+            + "</ul>"
+        )
+    return f"""<section id="silences" data-live class="card">
+<h2>Silences and acks</h2>{body}</section>"""
 
 
 def _health(data: PageData) -> str:
@@ -243,6 +317,7 @@ def render(data: PageData) -> str:
 {_balance(data)}
 {_chart(data)}
 {_alerts(data)}
+{_silences(data)}
 {_health(data)}
 {_keys(data)}
 </main>

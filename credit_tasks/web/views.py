@@ -105,6 +105,8 @@ class PageData:
     current: dict[str, str]
     monitoring: dict[str, str]
     alerts: list[dict[str, str]]  # newest first, up to MARKED_ALERTS
+    silences: list[dict[str, Any]]  # in force, soonest end first, as `status --json` has them
+    acks: list[dict[str, Any]]  # whose episode lasts
     width_s: int
     buckets: list[Bucket]
     keys_total: int
@@ -121,10 +123,11 @@ class PageData:
 def read_page(
     store: Store, settings: Settings, chart_range: str, page: int, now: datetime | None = None
 ) -> PageData:
-    """The page's data from Redis: the snapshot, alerts, the chart's buckets, a keys page."""
+    """The page's data from Redis: the snapshot, alerts, silences and acks, the chart's
+    buckets, a keys page."""
     now = now or datetime.now(UTC)
     start = now - timedelta(hours=RANGES_H[chart_range])
-    overview = store.overview(MARKED_ALERTS)
+    overview = store.overview(MARKED_ALERTS, now)
     width_s, buckets = store.buckets(start, now)
     total, keys = store.keys_page((page - 1) * KEYS_PER_PAGE, KEYS_PER_PAGE)
     pages = max(1, math.ceil(total / KEYS_PER_PAGE))
@@ -138,6 +141,8 @@ def read_page(
         current=overview["current"],
         monitoring=overview["monitoring"],
         alerts=overview["recent_alerts"],
+        silences=overview["silences"],
+        acks=overview["acks"],
         width_s=width_s,
         buckets=buckets,
         keys_total=total,
