@@ -51,6 +51,7 @@ TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
+KEYS_CONCURRENCY = 8  # /keys pages asked at once after the first
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 try:
@@ -85,7 +86,10 @@ class OpenRouterClient:
         http: httpx.Client | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        page_concurrency: int = KEYS_CONCURRENCY,
     ) -> None:
+        if page_concurrency < 1:
+            raise ValueError("page_concurrency must be at least 1")
         self._settings = settings
         self._api_key = settings.require_api_key()
         self._owns_http = http is None
@@ -100,6 +104,8 @@ class OpenRouterClient:
         self._sleep = sleep
         self._key_path = "key"
         self._pool: ThreadPoolExecutor | None = None
+        self._page_concurrency = page_concurrency
+        self._page_pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> OpenRouterClient:
         return self
@@ -109,9 +115,10 @@ class OpenRouterClient:
 
     def close(self) -> None:
         """Close the httpx client, only if this client created it."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._page_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._page_pool = None
         if self._owns_http:
             self._http.close()
 
@@ -197,26 +204,49 @@ class OpenRouterClient:
     def list_keys(self, now: datetime) -> KeyListing:
         """Every enabled key of the account, with a management key; none without one.
 
-        An item that cannot be read is skipped and named in `unreadable`; only a page that is
-        not a list of items makes the whole listing fail.
+        The first page is asked alone (most accounts have one); when it is full, the next
+        pages are asked in windows of `page_concurrency` at once, until a short page. An item
+        that cannot be read is skipped and named in `unreadable`; only a page that is not a
+        list of items makes the whole listing fail.
         """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
             return KeyListing()
         listing = KeyListing()
-        for page_number in range(MAX_KEY_PAGES):
-            path = f"keys?offset={page_number * KEYS_PAGE_SIZE}&include_disabled=false"
+        first, window = 0, 1
+        while first < MAX_KEY_PAGES:
+            numbers = range(first, min(first + window, MAX_KEY_PAGES))
+            for page_number, page in zip(numbers, self._key_pages(numbers, now), strict=True):
+                for index, raw in enumerate(page):
+                    self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
+                # no page-size parameter: a short page is the last; later ones are not read
+                if len(page) < KEYS_PAGE_SIZE:
+                    return listing
+            first, window = first + len(numbers), self._page_concurrency
+        return listing
+
+    def _key_pages(self, numbers: range, now: datetime) -> list[list[object]]:
+        """The `/keys` pages `numbers`, asked at once; the first failure in page order raises."""
+        management_key = self._settings.openrouter_management_key
+        assert management_key is not None
+
+        def page(number: int) -> list[object]:
+            path = f"keys?offset={number * KEYS_PAGE_SIZE}&include_disabled=false"
             try:
                 body = self._get(path, management_key, now)
             except _PaymentRequired as exc:
                 raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
-            page = validate(KeysPage, body, "keys").data
-            for index, raw in enumerate(page):
-                self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
-            # no page-size parameter: a short page is the last
-            if len(page) < KEYS_PAGE_SIZE:
-                break
-        return listing
+            return validate(KeysPage, body, "keys").data
+
+        if len(numbers) == 1:
+            return [page(numbers[0])]
+        if self._page_pool is None:
+            self._page_pool = ThreadPoolExecutor(
+                self._page_concurrency, thread_name_prefix="openrouter-pages"
+            )
+        futures = [self._page_pool.submit(page, number) for number in numbers]
+        wait(futures)  # every request of the window ends before the listing goes on or fails
+        return [future.result() for future in futures]
 
     def _read_item(self, raw: object, where: str, listing: KeyListing) -> None:
         """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
@@ -328,7 +358,12 @@ class OpenRouterClient:
         if status in TRANSIENT_STATUSES or 500 <= status < 600:
             wait_s = None
             if status in RETRY_AFTER_STATUSES:
-                wait_s = _retry_after_s(headers.get("Retry-After"), now)
+                waits = [
+                    _retry_after_s(headers.get("Retry-After"), now),
+                    _rate_limit_reset_s(headers.get("X-RateLimit-Reset")),
+                ]
+                # both honoured: the later of the two
+                wait_s = max((w for w in waits if w is not None), default=None)
             raise _Transient(what, wait_s)
         if status == 404 and path == "key":
             raise _NotFound(what)
@@ -417,3 +452,18 @@ def _retry_after_s(value: str | None, now: datetime) -> float | None:
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _rate_limit_reset_s(value: str | None) -> float | None:
+    """X-RateLimit-Reset (when the rate window reopens, epoch milliseconds) as seconds from now."""
+    if not value:
+        return None
+    try:
+        stamp = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(stamp):
+        return None
+    # OpenRouter sends milliseconds; a figure this small can only be seconds (before 1973 in ms)
+    stamp_s = stamp if stamp < 1e11 else stamp / 1000
+    return max(stamp_s - time.time(), 0.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -322,6 +324,49 @@ def test_retry_after_is_honoured_as_the_wait(status: int, retry_after: str, wait
     assert sleeps == [wait_s]
 
 
+@pytest.mark.parametrize("scale", [1000, 1], ids=["epoch ms", "epoch s"])
+def test_x_ratelimit_reset_is_honoured_as_the_wait_of_a_429(scale: int) -> None:
+    reset = (time.time() + 4.0) * scale
+    busy = error(429, "Rate limit exceeded", headers={"X-RateLimit-Reset": f"{reset:.0f}"})
+    fake = FakeOpenRouter(key=[busy, ok(KEY_CAPPED)])
+    sleeps: list[float] = []
+    assert fetch(fake, sleeps).remaining_usd == 74.5
+    [wait_s] = sleeps
+    assert 3.0 <= wait_s <= 4.0
+
+
+def test_a_429_with_both_headers_waits_for_the_later_one() -> None:
+    later = f"{(time.time() + 5.0) * 1000:.0f}"
+    busy = error(429, "slow", headers={"Retry-After": "2", "X-RateLimit-Reset": later})
+    sleeps: list[float] = []
+    fetch(FakeOpenRouter(key=[busy, ok(KEY_CAPPED)]), sleeps)
+    assert 4.0 <= sleeps[0] <= 5.0
+    sooner = f"{(time.time() + 1.0) * 1000:.0f}"
+    busy = error(429, "slow", headers={"Retry-After": "2", "X-RateLimit-Reset": sooner})
+    sleeps.clear()
+    fetch(FakeOpenRouter(key=[busy, ok(KEY_CAPPED)]), sleeps)
+    assert sleeps == [2.0]
+
+
+@pytest.mark.parametrize("reset", ["", "soon", "nan", "0"], ids=["empty", "text", "nan", "past"])
+def test_an_unusable_or_past_x_ratelimit_reset_does_not_stall_the_retry(reset: str) -> None:
+    busy = error(429, "slow", headers={"X-RateLimit-Reset": reset})
+    sleeps: list[float] = []
+    fetch(FakeOpenRouter(key=[busy, ok(KEY_CAPPED)]), sleeps)
+    assert len(sleeps) == 1 and sleeps[0] <= 1.0
+
+
+def test_a_rate_limit_reset_beyond_the_budget_gives_up_at_once() -> None:
+    reset = f"{(time.time() + 120) * 1000:.0f}"
+    fake = FakeOpenRouter(
+        key=error(429, "Rate limit exceeded", headers={"X-RateLimit-Reset": reset})
+    )
+    sleeps: list[float] = []
+    with pytest.raises(ApiUnavailable, match=r"after 1 attempt .*30 s retry budget"):
+        fetch(fake, sleeps, credit_retry_budget_s=30)
+    assert (len(fake.requests), sleeps) == (1, [])
+
+
 def test_a_retry_after_beyond_the_budget_gives_up_at_once() -> None:
     busy = error(429, "Rate limit exceeded", headers={"Retry-After": "120"})
     fake = FakeOpenRouter(key=busy)
@@ -575,7 +620,9 @@ def test_keys_are_listed_page_by_page_and_disabled_keys_skipped() -> None:
     listing = list_keys(fake)
     assert [k.hash for k in listing.keys] == [*(f"h{i}" for i in range(100)), "last"]
     assert listing.unreadable == []
-    assert [r.url.params["offset"] for r in fake.requests] == ["0", "100"]
+    # the first page alone, then a window of pages at once: those after the short one are unread
+    offsets = sorted(int(r.url.params["offset"]) for r in fake.requests)
+    assert offsets == [0, *range(100, 900, 100)]
     assert listing.keys[-1] == KeyInfo(
         "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None
     )
@@ -684,3 +731,93 @@ def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -
     [key] = listing.keys
     assert key.name == item["name"] and key.label == item["label"]
     assert key.limit_reset == item["limit_reset"]
+
+
+class PagedKeys:
+    """A /keys that answers by offset: `count` keys, pages of 100, each after `delay_s`;
+    it counts the requests in flight at once. Other paths answer like an account."""
+
+    def __init__(self, count: int, delay_s: float = 0.0, fail_offset: int | None = None) -> None:
+        self.count = count
+        self.delay_s = delay_s
+        self.fail_offset = fail_offset
+        self.offsets: list[int] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.finished = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1/")
+        if path == "key":
+            return ok(KEY_OLD)
+        if path == "credits":
+            return ok(CREDITS)
+        offset = int(request.url.params["offset"])
+        with self._lock:
+            self.offsets.append(offset)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay_s)
+            if offset == self.fail_offset:
+                return error(400, "Bad offset")
+            hashes = range(offset, min(offset + 100, self.count))
+            return ok({"data": [keys_item(f"k{i:05d}") for i in hashes]})
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.finished += 1
+
+
+def paged_client(api: PagedKeys, **kwargs: Any) -> OpenRouterClient:
+    http = httpx.Client(transport=httpx.MockTransport(api), base_url=BASE_URL)
+    settings = make_settings(openrouter_management_key=MANAGEMENT_KEY)
+    return OpenRouterClient(settings, http, **kwargs)
+
+
+def test_an_account_of_one_page_costs_one_keys_request() -> None:
+    api = PagedKeys(42)
+    with paged_client(api) as client:
+        listing = client.list_keys(NOW)
+    assert len(listing.keys) == 42
+    assert api.offsets == [0]
+
+
+def test_pages_after_the_first_are_fetched_eight_at_a_time_and_read_in_order() -> None:
+    api = PagedKeys(1_050, delay_s=0.05)  # 10 full pages and a short one
+    started = time.monotonic()
+    with paged_client(api) as client:
+        listing = client.list_keys(NOW)
+    elapsed = time.monotonic() - started
+    assert [k.hash for k in listing.keys] == [f"k{i:05d}" for i in range(1_050)]
+    assert api.most_in_flight == 8
+    # the first page, then offsets 100-800 at once, then 900-1600: 3 waits, not 11
+    assert sorted(api.offsets) == list(range(0, 1_700, 100))
+    assert elapsed < 9 * 0.05, elapsed  # one after another: 11 * 0.05
+
+
+def test_a_concurrency_of_one_pages_one_after_another() -> None:
+    api = PagedKeys(350)
+    with paged_client(api, page_concurrency=1) as client:
+        assert len(client.list_keys(NOW).keys) == 350
+    assert api.offsets == [0, 100, 200, 300]
+    assert api.most_in_flight == 1
+
+
+def test_a_failed_page_fails_the_listing_once_every_request_of_its_window_is_done() -> None:
+    api = PagedKeys(5_000, delay_s=0.02, fail_offset=300)
+    with paged_client(api) as client, pytest.raises(FetchError, match="400 Bad offset"):
+        client.list_keys(NOW)
+    assert api.in_flight == 0 and api.finished == len(api.offsets) == 9
+
+
+def test_a_check_at_100_ms_per_request_lists_ten_thousand_keys_in_well_under_five_seconds() -> None:
+    api = PagedKeys(10_000, delay_s=0.1)
+    started = time.monotonic()
+    with paged_client(api) as client:
+        reading = client.read(NOW)
+    elapsed = time.monotonic() - started
+    assert reading.listing is not None and len(reading.listing.keys) == 10_000
+    # /key, then /credits beside 1 + 13 windows of /keys: about 1.5 s (sequentially, 10.2 s)
+    assert elapsed < 3.0, elapsed
