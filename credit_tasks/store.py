@@ -9,10 +9,13 @@ of workers commits each transition once. The store stores; what to write is deci
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -28,10 +31,10 @@ from .keyspace import ALERTS_LIST_CAP, Keyspace
 from .rules import AlertState, Subject
 from .settings import Settings, redact_url
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
 _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has a limit
 
 # The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
@@ -63,6 +66,39 @@ end
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 if failed then return redis.error_reply(failed) end
 return 1
+"""
+# Publishes an alert unless its record says it was; atomic, so a crashed or concurrent
+# delivery can neither skip nor repeat it. ARGV: channel, message, now, record (JSON, for a
+# new record), retention s, list cap. The list key is built from the record's prefix.
+_DELIVER = """
+local done = redis.call('HGET', KEYS[1], 'delivered_at')
+if done and done ~= '' then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local record = cjson.decode(ARGV[4])
+  for name, value in pairs(record) do redis.call('HSET', KEYS[1], name, value) end
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('LPUSH', KEYS[2], record['id'])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'delivered_at', ARGV[3])
+return 1
+"""
+# The recent alerts whose publication never happened: id and timestamp of each.
+_UNDELIVERED = """
+local out = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local r = redis.call('HMGET', ARGV[1] .. id, 'delivered_at', 'timestamp')
+  if r[2] and (not r[1] or r[1] == '') then
+    table.insert(out, id)
+    table.insert(out, r[2])
+  end
+end
+return out
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -170,6 +206,9 @@ class Store:
         self.retention_s = retention_s
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._deliver = client.register_script(_DELIVER)
+        self._undelivered = client.register_script(_UNDELIVERED)
         # without the query: redis-py also takes ?password=..., which redact_url leaves alone
         self._where = redact_url(url).split("?", 1)[0]
         parts = urlsplit(url)
@@ -241,6 +280,29 @@ class Store:
             return Claim(None, "scheduled")
         return Claim(token) if locked else Claim(None, "running")
 
+    @contextlib.contextmanager
+    def renewing(self, token: str, ttl_s: float) -> Iterator[None]:
+        """Keep the check lock of `token` alive while the block runs.
+
+        The lock's TTL stays short: when its holder dies, or the master it was written on
+        fails over, nobody renews it and it lapses within `ttl_s`.
+        """
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(ttl_s / 3):
+                # Redis away: the lock lapses, and the commit's compare still guards
+                with contextlib.suppress(redis.RedisError):
+                    self._renew(keys=[self.keys.check_lock], args=[token, _px(ttl_s)])
+
+        thread = threading.Thread(target=renew, name="check-lock", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
     @_translated
     def release(self, token: str) -> None:
         """Free the check lock if this token still holds it (the commit usually does)."""
@@ -282,7 +344,8 @@ class Store:
         if change.point is not None:
             plan["point"] = self._point_command(change)
         keys = [self.keys.alert_state, self.keys.check_lock]
-        return bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
+        committed = bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
+        return committed
 
     def record_success(
         self,
@@ -361,24 +424,41 @@ class Store:
     @_translated
     def deliver(self, alert: Alert, now: datetime) -> bool:
         """Store (if new) and publish an alert once; False when it was already delivered."""
-        alert_id = alert.id
-        key = self.keys.alert(alert_id)
-        sending = self.keys.alert_sending(alert_id)
-        if not self.redis.set(sending, "1", nx=True, ex=SENDING_TTL_S):
-            return False  # another worker is delivering it right now
-        try:
-            if self.redis.hget(key, "delivered_at"):
-                return False
-            pipe = self.redis.pipeline()
-            if not self.redis.exists(key):
-                for command in self._record_commands(alert):
-                    pipe.execute_command(*command)
-            pipe.publish(self.keys.channel, json.dumps(alert.as_dict()))
-            pipe.hset(key, "delivered_at", now.isoformat())
-            pipe.execute()
-            return True
-        finally:
-            self.redis.delete(sending)
+        record = {k: _text(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
+        published = self._deliver(
+            keys=[self.keys.alert(alert.id), self.keys.alerts_list],
+            args=[
+                self.keys.channel,
+                json.dumps(alert.as_dict()),
+                now.isoformat(),
+                json.dumps(record),
+                str(int(self.retention_s)),
+                str(ALERTS_LIST_CAP),
+            ],
+        )
+        return bool(published)
+
+    @_translated
+    def undelivered(self, now: datetime, min_age_s: float, max_age_s: float) -> list[Alert]:
+        """Recent alerts committed but never published, between `min_age_s` and `max_age_s` old.
+
+        Their `send_alert` was lost (a broker message gone with a failed-over master, a
+        worker killed before its delivery): the caller dispatches them again.
+        """
+        found = self._undelivered(keys=[self.keys.alerts_list], args=[self.keys.alert("")])
+        late = [
+            alert_id
+            for alert_id, stamp in zip(found[::2], found[1::2], strict=True)
+            if min_age_s <= (now - datetime.fromisoformat(stamp)).total_seconds() <= max_age_s
+        ]
+        alerts = []
+        for alert_id in late:
+            record = self.redis.hgetall(self.keys.alert(alert_id))
+            try:  # the record's text back into the alert: an empty field was a None
+                alerts.append(Alert.from_dict({k: v for k, v in record.items() if v != ""}))
+            except ValueError as exc:
+                log.warning("alert %s cannot be sent again: %s", alert_id, exc)
+        return alerts
 
     @_translated
     def channels_done(self, alert_id: str) -> set[str]:
