@@ -151,10 +151,15 @@ def thresholds(settings: Settings) -> Thresholds:
     )
 
 
+LOCK_TTL_S = 10.0  # renewed while the check runs: a dead holder's lock lapses this soon
+
+
 def lock_timeout_s(settings: Settings) -> float:
-    """Long enough for the slowest check the retry budget allows; a crashed holder frees it."""
-    # /key and /credits each have their own retry budget
-    return 2 * (settings.credit_retry_budget_s + settings.credit_http_timeout_s) + 10
+    """The check lock's TTL, renewed while the check runs: a crashed holder frees it this soon."""
+    # never longer than the slowest check the retry budget allows (/key, then /credits)
+    return min(
+        LOCK_TTL_S, 2 * (settings.credit_retry_budget_s + settings.credit_http_timeout_s) + 10
+    )
 
 
 def run_check(
@@ -172,14 +177,16 @@ def run_check(
     """
     now = now or datetime.now(UTC)
     hold_s = scheduled_every_s / 2 if scheduled_every_s is not None else None
-    claim = store.claim(lock_timeout_s(settings), hold_s)
+    ttl_s = lock_timeout_s(settings)
+    claim = store.claim(ttl_s, hold_s)
     if claim.token is None:
         return _skipped(
             store, now, SKIPPED_SCHEDULED if claim.skipped == "scheduled" else SKIPPED_RUNNING
         )
     committed = False
     try:
-        result = _decide_and_commit(settings, store, now, _fetch(client, now), claim.token)
+        with store.renewing(claim.token, ttl_s):
+            result = _decide_and_commit(settings, store, now, _fetch(client, now), claim.token)
         committed = True  # the commit freed the lock
         return result
     finally:
