@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 # A retry waiting out its countdown is an unacknowledged message: keep countdowns well under
 # CREDIT_VISIBILITY_TIMEOUT_S (default 300 s), or the Redis broker hands it out twice.
 RETRY_MAX_S = 120
+# A send_alert runs within a second: an alert still unpublished this long after it was
+# committed lost its message (a failed-over broker, a killed worker), and the next check
+# sends it again, unless it is old news by then.
+REDISPATCH_AFTER_S = 30.0
+REDISPATCH_WITHIN_S = 3600.0
 
 _held: tuple[int, Runtime] | None = None
 
@@ -75,7 +80,21 @@ def check_credits(scheduled: bool = False, interval_s: float | None = None) -> d
         return {"status": "unknown", "checked_at": now.isoformat(), "error": str(exc)}
     for alert in result.alerts:
         _dispatch(alert)
+    if not result.skipped:
+        _redispatch_lost(rt, now)
     return result.as_dict()
+
+
+def _redispatch_lost(rt: Runtime, now: datetime) -> None:
+    """Dispatch again the recent alerts whose delivery never happened; publishing is once."""
+    try:
+        lost = rt.store.undelivered(now, REDISPATCH_AFTER_S, REDISPATCH_WITHIN_S)
+    except StoreError as exc:
+        log.warning("lost alerts not looked for: %s", exc)
+        return
+    for alert in lost:
+        log.warning("alert %s was never delivered: sending it again", alert.id)
+        _dispatch(alert)
 
 
 def _dispatch(alert: Alert) -> None:
