@@ -8,22 +8,40 @@ URLs that may carry a password are only ever shown through `redact_url`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+SENTINEL_PORT = 26379
 
 # What each setting allows, for the one-line refusal.
 _ALLOWED = {
     "openrouter_base_url": "an http:// or https:// URL, e.g. https://openrouter.ai/api/v1",
-    "redis_url": "a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0",
-    "celery_broker_url": "a broker URL such as redis://localhost:6379/0",
-    "celery_result_backend": "a result backend URL such as redis://localhost:6379/0",
+    "redis_url": (
+        "a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0, or Sentinels "
+        "as sentinel://[:PASSWORD@]host:26379[;sentinel://host2:26379...]/0"
+    ),
+    "celery_broker_url": (
+        "a broker URL such as redis://localhost:6379/0, or Sentinels with the password and "
+        "the db on the first: sentinel://:PASSWORD@host:26379/1;sentinel://host2:26379/1"
+    ),
+    "celery_result_backend": (
+        "a result backend URL such as redis://localhost:6379/0, or Sentinels with the password "
+        "and the db on the first: sentinel://:PASSWORD@host:26379/1;sentinel://host2:26379/1"
+    ),
     "credit_warning_threshold": "a number of dollars >= 0, e.g. 10",
     "credit_critical_threshold": "a number of dollars >= 0 and below CREDIT_WARNING_THRESHOLD",
     "credit_check_interval_minutes": "a number of minutes > 0, e.g. 30",
@@ -44,15 +62,63 @@ _ALLOWED = {
     "credit_retry_budget_s": "a number of seconds > 0, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
     "credit_visibility_timeout_s": "a number of seconds > 0, e.g. 300",
+    "credit_redis_sentinel_master": "the name the Sentinels monitor the master by, e.g. mymaster",
+    "credit_redis_sentinel_password": "the Sentinels' own password (their requirepass), or empty",
     "openrouter_api_key": "the key as OpenRouter shows it once (sk-or-v1-...), without spaces",
     "openrouter_management_key": "a management key (sk-or-v1-...) without spaces, or empty",
 }
-_SECRET_FIELDS = {"openrouter_api_key", "openrouter_management_key", "credit_alert_urls"}
+_SECRET_FIELDS = {
+    "openrouter_api_key",
+    "openrouter_management_key",
+    "credit_alert_urls",
+    "credit_redis_sentinel_password",
+}
 _URL_FIELDS = {"openrouter_base_url", "redis_url", "celery_broker_url", "celery_result_backend"}
 
 
+@dataclass(frozen=True)
+class SentinelUrl:
+    """A `sentinel://` REDIS_URL: where the Sentinels listen, and the master's db and login."""
+
+    hosts: tuple[tuple[str, int], ...]
+    db: int = 0
+    username: str | None = None
+    password: str | None = None  # the master's (and replicas'), not the Sentinels'
+
+    def normalized(self) -> str:
+        """The URL as kombu and Celery read it: the login and db on every Sentinel."""
+        login = ""
+        if self.password is not None or self.username is not None:
+            login = f"{self.username or ''}:{self.password or ''}@"
+        return ";".join(f"sentinel://{login}{host}:{port}/{self.db}" for host, port in self.hosts)
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """`sentinel://[user:password@]host[:port][/db]` parts joined by `;`; ValueError if not."""
+    hosts: list[tuple[str, int]] = []
+    logins: set[tuple[str | None, str | None]] = set()
+    dbs: set[int] = set()
+    for chunk in url.split(";"):
+        parts = urlsplit(chunk.strip())
+        if parts.scheme != "sentinel" or not parts.hostname:
+            raise ValueError("not a sentinel URL")
+        port = parts.port or SENTINEL_PORT  # raises on a non-numeric port
+        hosts.append((parts.hostname, port))
+        if parts.username is not None or parts.password is not None:
+            user = unquote(parts.username) if parts.username else None
+            logins.add((user, unquote(parts.password) if parts.password else None))
+        if parts.path.strip("/"):
+            dbs.add(int(parts.path.strip("/")))  # raises on a non-numeric db
+    if len(logins) > 1 or len(dbs) > 1:
+        raise ValueError("the Sentinels disagree on the login or the db")
+    username, password = next(iter(logins), (None, None))
+    return SentinelUrl(tuple(hosts), next(iter(dbs), 0), username, password)
+
+
 def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, safe to print."""
+    """`url` with any password replaced by `***`, safe to print (each part of a Sentinel list)."""
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -107,6 +173,9 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None  # user:password[,user:password] for Flower
     # how long an unacknowledged task waits before the Redis broker gives it to another worker
     credit_visibility_timeout_s: float = Field(300.0, gt=0)
+    # with REDIS_URL=sentinel://...: the master's name, and the Sentinels' own password
+    credit_redis_sentinel_master: str = Field("mymaster", pattern=r"^[A-Za-z0-9_.\-]+$")
+    credit_redis_sentinel_password: SecretStr | None = None
 
     @field_validator("*", mode="after")
     @classmethod
@@ -139,9 +208,17 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
     @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
+    def _redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
+        if is_sentinel(value):
+            found = parse_sentinel_url(value)
+            # Celery reads CELERY_* itself, and kombu and Celery take the login and the db from
+            # the first Sentinel only (REDIS_URL is passed on with them on every Sentinel)
+            first = parse_sentinel_url(value.split(";")[0])
+            if info.field_name != "redis_url" and first != replace(found, hosts=first.hosts):
+                raise ValueError("login or db not on the first Sentinel")
+            return value
         parts = urlsplit(value)
         if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
             raise ValueError("not a redis URL")
@@ -168,6 +245,18 @@ class Settings(BaseSettings):
         return self.celery_result_backend or self.redis_url
 
     @property
+    def sentinel(self) -> SentinelUrl | None:
+        """REDIS_URL's Sentinels, when it names Sentinels rather than a Redis."""
+        return parse_sentinel_url(self.redis_url) if is_sentinel(self.redis_url) else None
+
+    def sentinel_options(self) -> dict[str, Any]:
+        """What a client gives the Sentinels themselves: their password and short timeouts."""
+        options: dict[str, Any] = {"socket_connect_timeout": 3, "socket_timeout": 5}
+        if self.credit_redis_sentinel_password is not None:
+            options["password"] = self.credit_redis_sentinel_password.get_secret_value()
+        return options
+
+    @property
     def cooldown_s(self) -> float:
         return self.credit_alert_cooldown_hours * 3600
 
@@ -187,6 +276,10 @@ class Settings(BaseSettings):
                 "(or run `make demo` to try the monitor without a key)"
             )
         return self.openrouter_api_key
+
+
+def is_sentinel(url: str) -> bool:
+    return url.startswith("sentinel:")
 
 
 def _one_line(exc: ValidationError) -> str:

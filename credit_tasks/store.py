@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from . import timeline
 from .alerts import Alert
@@ -29,12 +30,13 @@ from .errors import StoreError
 from .history import Point
 from .keyspace import ALERTS_LIST_CAP, Keyspace
 from .rules import AlertState, Subject
-from .settings import Settings, redact_url
+from .settings import Settings, is_sentinel, parse_sentinel_url, redact_url
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+REPLICA_WAIT_MS = 250  # with Sentinel, a commit waits this long for a replica to have it
 _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has a limit
 
 # The keys it writes besides KEYS are built from the prefix: fine on a single Redis or
@@ -178,15 +180,42 @@ def _state(raw: str | None) -> AlertState:
     return AlertState.from_json(json.loads(raw)) if raw else AlertState()
 
 
-def connect(url: str) -> redis.Redis:
-    """A Redis client for `url` with short timeouts, so an outage fails fast."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=3,
-        socket_timeout=5,
-        health_check_interval=30,
+_TIMEOUTS: dict[str, Any] = {
+    "socket_connect_timeout": 3,
+    "socket_timeout": 5,
+    "health_check_interval": 30,
+}
+
+
+def connect(
+    url: str,
+    *,
+    sentinel_master: str = "mymaster",
+    sentinel_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> redis.Redis:
+    """A Redis client for `url` with short timeouts, so an outage fails fast.
+
+    For a `sentinel://` URL, the master the Sentinels name (redis-py's own Sentinel client):
+    after a failover the next command finds the new master. `sentinel_options` go to the
+    Sentinels themselves (their password, their timeouts).
+    """
+    options = _TIMEOUTS | {"decode_responses": True} | options
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, **options)
+    where = parse_sentinel_url(url)
+    if sentinel_options is None:
+        sentinel_options = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(where.hosts),
+        sentinel_kwargs=sentinel_options,
+        db=where.db,
+        username=where.username,
+        password=where.password,
+        **options,
     )
+    client: redis.Redis = sentinels.master_for(sentinel_master)  # type: ignore[no-untyped-call]
+    return client
 
 
 class Store:
@@ -199,6 +228,7 @@ class Store:
         *,
         retention_s: float,
         url: str = "redis://",
+        sentinel_master: str = "mymaster",
     ) -> None:
         # Any: redis-py's types cannot tell that decode_responses gives str
         self.redis: Any = client
@@ -207,26 +237,48 @@ class Store:
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
+        self._unreplicated = False  # said once when no replica confirms, once when one does
         self._deliver = client.register_script(_DELIVER)
         self._undelivered = client.register_script(_UNDELIVERED)
+        self._replicated = is_sentinel(url)
+        self._master = sentinel_master
         # without the query: redis-py also takes ?password=..., which redact_url leaves alone
         self._where = redact_url(url).split("?", 1)[0]
-        parts = urlsplit(url)
-        self._has_password = parts.password is not None or "password=" in parts.query
+        self._has_password = any(
+            urlsplit(part).password is not None or "password=" in urlsplit(part).query
+            for part in url.split(";")
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
         return cls(
-            connect(settings.redis_url),
+            connect(
+                settings.redis_url,
+                sentinel_master=settings.credit_redis_sentinel_master,
+                sentinel_options=settings.sentinel_options(),
+            ),
             Keyspace(settings.credit_redis_prefix),
             retention_s=settings.retention_s,
             url=settings.redis_url,
+            sentinel_master=settings.credit_redis_sentinel_master,
         )
 
     def close(self) -> None:
         self.redis.close()
 
     def _error(self, exc: redis.RedisError) -> StoreError:
+        if isinstance(exc, MasterNotFoundError):
+            # its text lists every Sentinel's client at length: say what it means instead
+            if "AuthenticationError" in str(exc):
+                return StoreError(
+                    f"the Sentinels of {self._where} refused their password: set "
+                    "CREDIT_REDIS_SENTINEL_PASSWORD to the Sentinels' requirepass"
+                )
+            return StoreError(
+                f"no Sentinel of {self._where} names a master for {self._master!r} (a failover "
+                "in progress, or Sentinels down?): check CREDIT_REDIS_SENTINEL_MASTER and the "
+                "Sentinels"
+            )
         if isinstance(exc, redis.AuthenticationError):
             if not self._has_password:  # NOAUTH: the URL carries no password at all
                 return StoreError(
@@ -345,6 +397,20 @@ class Store:
             plan["point"] = self._point_command(change)
         keys = [self.keys.alert_state, self.keys.check_lock]
         committed = bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
+        # behind Sentinel: a decision the new master lacks after a failover would be made,
+        # and sent, again
+        if committed and self._replicated:
+            confirmed = bool(self.redis.execute_command("WAIT", 1, REPLICA_WAIT_MS))
+            if confirmed == self._unreplicated:
+                self._unreplicated = not confirmed
+                if confirmed:
+                    log.info("a replica confirms the commits again")
+                else:
+                    log.warning(
+                        "no replica confirmed a commit within %d ms: a failover now could "
+                        "lose the last decisions (is the replica down?)",
+                        REPLICA_WAIT_MS,
+                    )
         return committed
 
     def record_success(

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the system packages credit_tasks needs when they are missing (Debian/Ubuntu):
-# redis-server for the tests and the local Redis, python3-venv for the virtualenv.
+# redis-server for the tests and the local Redis, redis-sentinel for the failover test,
+# python3-venv for the virtualenv.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
