@@ -210,6 +210,9 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         reading = client.read(now)
     except FetchError as exc:
         return _Seen(error=exc)
+    if reading.listing is None and reading.snapshot.credits_forbidden is not None:
+        # /keys refused the same key as /credits: one setting to fix, said once with it
+        return _Seen(reading.snapshot)
     if reading.listing is None:
         # the account figure stands; the key table keeps its last good state
         keys_error = f"keys not checked: {reading.keys_error}"
@@ -268,7 +271,8 @@ def _decide_and_commit(
         change = _record(seen, observed, decision, now)
         change = replace(change, states=decision.states, alerts=alerts, cooldowns=cooldowns)
         if store.commit(change, loaded, token):
-            return _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
+            result = _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
+            return _note_forbidden_once(result, loaded.credits_forbidden)
 
 
 def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetime) -> Commit:
@@ -331,6 +335,16 @@ def _result(
         keys=_key_rows(seen.keys or [], decision),
         unreadable_keys=list(seen.unreadable),
     )
+
+
+def _note_forbidden_once(result: CheckResult, before: str) -> CheckResult:
+    """A 403 on /credits is said by the first check that meets it, not by every one."""
+    forbidden = result.snapshot.credits_forbidden if result.snapshot else None
+    if not forbidden or before:
+        return result
+    note = f"{forbidden}; checked on the key's own limit until then"
+    log.warning("%s", note)
+    return replace(result, note=f"{result.note}; {note}" if result.note else note)
 
 
 def _new_id() -> str:

@@ -243,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     if monitoring.get("last_error"):
         print(f"Last error: {monitoring['last_error']}")
+    if monitoring.get("credits_forbidden"):
+        print(f"Account balance not read: {monitoring['credits_forbidden']}")
     if monitoring.get("unreadable_keys"):
         print(f"Unreadable keys: {monitoring['unreadable_keys'].replace(',', ', ')}")
     if alerts:

@@ -73,6 +73,10 @@ class _PaymentRequired(Exception):
     """402: the money is gone; a result, not an error."""
 
 
+class _NotManagement(KeyRejected):
+    """403 on `/credits` or `/keys`: OPENROUTER_MANAGEMENT_KEY is not a management key."""
+
+
 class _NotFound(Exception):
     """404 on a path; `/key` falls back to `/auth/key` on it."""
 
@@ -185,6 +189,11 @@ class OpenRouterClient:
             account = self._read_account(now)
         except _PaymentRequired:
             return dataclasses.replace(known, remaining_usd=0.0, source="payment_required")
+        except _NotManagement as exc:
+            if key.limit is None or limit_remaining is None:
+                raise  # nothing else shows the money: the check cannot say
+            # the key's own cap still gives a figure: a setting to fix, not a failed check
+            account, known = None, dataclasses.replace(known, credits_forbidden=str(exc))
         known = dataclasses.replace(known, account_balance_usd=account)
 
         candidates: list[tuple[float, str]] = []
@@ -347,7 +356,7 @@ class OpenRouterClient:
         if status == 402:
             raise _PaymentRequired(what)
         if status == 403 and management:
-            raise KeyRejected(
+            raise _NotManagement(
                 f"{setting} is not a management key ({what}): "
                 f"create one under Management keys at {MANAGEMENT_KEYS_URL} "
                 "or unset it"

@@ -24,6 +24,8 @@ class Snapshot:
     account_balance_usd: float | None
     key_label: str | None
     is_free_tier: bool | None
+    # /credits said 403 (the management key is not one) and the key's own cap stood in
+    credits_forbidden: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as JSON-safe values, `checked_at` as an ISO 8601 UTC string."""

@@ -124,6 +124,7 @@ class Loaded:
     raw: dict[Subject, str | None]  # as stored: the commit compares against it
     window: list[Point]
     consecutive_failures: int
+    credits_forbidden: str = ""  # the last check's 403 on /credits, said once
 
 
 @dataclass(frozen=True)
@@ -368,14 +369,15 @@ class Store:
         if names:
             pipe.hmget(self.keys.alert_state, names)
         pipe.xrange(self.keys.timeline, min=_ms(window_start), max=_ms(end))
-        pipe.hget(self.keys.monitoring_status, "consecutive_failures")
-        *raws, entries, failures = pipe.execute()
+        pipe.hmget(self.keys.monitoring_status, ["consecutive_failures", "credits_forbidden"])
+        *raws, entries, (failures, forbidden) = pipe.execute()
         raw = dict(zip(subjects, raws[0] if raws else [], strict=True))
         return Loaded(
             states={s: _state(r) for s, r in raw.items()},
             raw=raw,
             window=[timeline.decode(entry_id, fields) for entry_id, fields in entries],
             consecutive_failures=int(failures or 0),
+            credits_forbidden=forbidden or "",
         )
 
     @_translated
@@ -437,6 +439,7 @@ class Store:
                         "consecutive_failures": "0",
                         "last_error": "",
                         "last_status": change.status or "",
+                        "credits_forbidden": change.current.get("credits_forbidden", ""),
                     }
                     | (
                         {}

@@ -288,7 +288,8 @@ def test_a_402_on_credits_keeps_what_the_key_said() -> None:
 def test_a_rejected_key_is_reported_at_once_with_the_setting_and_the_fix(
     route: str, status: int, setting: str, fix: str
 ) -> None:
-    routes: dict[str, Reply] = {"key": ok(KEY_CAPPED), "credits": ok(CREDITS)}
+    # an uncapped key: nothing but /credits shows the money (a capped one: see below)
+    routes: dict[str, Reply] = {"key": ok(KEY_OLD), "credits": ok(CREDITS)}
     fake = FakeOpenRouter(**{**routes, route: error(status, "User not found.")})
     sleeps: list[float] = []
     with pytest.raises(KeyRejected) as info:
@@ -523,12 +524,16 @@ def test_no_secret_reaches_a_message_even_when_the_server_echoes_it(
     route: str, status: int
 ) -> None:
     echo = error(status, f"bad key {API_KEY} / {MANAGEMENT_KEY}\nsecond line")
-    routes: dict[str, Reply] = {"key": ok(KEY_CAPPED), "credits": ok(CREDITS)}
+    routes: dict[str, Reply] = {"key": ok(KEY_OLD), "credits": ok(CREDITS)}
     fake = FakeOpenRouter(**{**routes, route: echo})
     with pytest.raises(FetchError) as info:
         fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
     message = str(info.value)
     assert API_KEY not in message and MANAGEMENT_KEY not in message and "\n" not in message
+    if (route, status) == ("credits", 403):  # with a capped key, the 403 is a note instead
+        fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=echo)
+        note = fetch(fake, openrouter_management_key=MANAGEMENT_KEY).credits_forbidden or ""
+        assert "403" in note and API_KEY not in note and MANAGEMENT_KEY not in note
 
 
 def test_no_secret_reaches_the_snapshot_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -821,3 +826,18 @@ def test_a_check_at_100_ms_per_request_lists_ten_thousand_keys_in_well_under_fiv
     assert reading.listing is not None and len(reading.listing.keys) == 10_000
     # /key, then /credits beside 1 + 13 windows of /keys: about 1.5 s (sequentially, 10.2 s)
     assert elapsed < 3.0, elapsed
+
+
+def test_a_403_on_credits_falls_back_to_the_key_limit_when_the_key_has_one() -> None:
+    forbidden = error(403, "Only management keys can perform this operation")
+    fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=forbidden)
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    assert (snap.remaining_usd, snap.source, snap.account_balance_usd) == (74.5, "key_limit", None)
+    assert snap.credits_forbidden is not None
+    assert snap.credits_forbidden.startswith("OPENROUTER_MANAGEMENT_KEY is not a management key")
+    uncapped = FakeOpenRouter(key=ok(KEY_OLD), credits=forbidden)
+    with pytest.raises(KeyRejected, match="is not a management key"):
+        fetch(uncapped, openrouter_management_key=MANAGEMENT_KEY)
+    rejected = FakeOpenRouter(key=ok(KEY_CAPPED), credits=error(401, "User not found."))
+    with pytest.raises(KeyRejected, match="rejected OPENROUTER_MANAGEMENT_KEY"):
+        fetch(rejected, openrouter_management_key=MANAGEMENT_KEY)
