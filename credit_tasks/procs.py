@@ -7,6 +7,7 @@ a bare socket, so it can tell a server is up before any client is built.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -21,6 +22,31 @@ from typing import Any, Self, TypeVar
 T = TypeVar("T")
 HOST = "127.0.0.1"
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    # resolved now, in the parent: after a fork only the call itself is safe to make
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return prctl
+
+
+_PRCTL = _find_prctl()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, even by SIGKILL (Linux).
+
+    Call it in the child: as a `preexec_fn`, or first thing in a pool process. A parent that
+    died before the request took effect is followed at once.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def free_port() -> int:

@@ -48,7 +48,7 @@ def watch(
                 if dead is not None:
                     say(f"{dead.name} stopped (exit code {dead.proc.returncode}): see {dead.log}")
                     return 1
-                for line in view.lines():
+                for line in view.lines(block_ms=200):
                     say(line)
         finally:
             view.close()

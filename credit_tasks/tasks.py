@@ -13,11 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    beat_embedded_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from kombu.exceptions import OperationalError
 
 from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
-from . import history, notify
+from . import history, notify, procs
 from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
@@ -59,6 +64,16 @@ def use_runtime(new: Runtime | None) -> None:
 @worker_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     use_runtime(None)
+
+
+_WORKER_PID = os.getpid()  # read in the worker's main process, before it forks
+
+
+@worker_process_init.connect
+@beat_embedded_init.connect
+def _die_with_the_worker(**_: Any) -> None:
+    """A pool process or an embedded beat never outlives its worker, even a SIGKILLed one."""
+    procs.die_with_parent(_WORKER_PID)
 
 
 @shared_task(name="credit_tasks.check_credits")
