@@ -51,7 +51,7 @@ TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
-KEYS_CONCURRENCY = 8  # /keys pages asked at once after the first
+KEYS_CONCURRENCY = 8  # /keys pages asked at once, at most
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 try:
@@ -213,8 +213,9 @@ class OpenRouterClient:
     def list_keys(self, now: datetime) -> KeyListing:
         """Every enabled key of the account, with a management key; none without one.
 
-        The first page is asked alone (most accounts have one); when it is full, the next
-        pages are asked in windows of `page_concurrency` at once, until a short page. An item
+        The first page is asked alone (most accounts have one); while pages come back full,
+        the next ones are asked in windows of 2, 4, then `page_concurrency` at once, until a
+        short page (the pages after it in its window go unread). An item
         that cannot be read is skipped and named in `unreadable`; only a page that is not a
         list of items makes the whole listing fail.
         """
@@ -231,7 +232,7 @@ class OpenRouterClient:
                 # no page-size parameter: a short page is the last; later ones are not read
                 if len(page) < KEYS_PAGE_SIZE:
                     return listing
-            first, window = first + len(numbers), self._page_concurrency
+            first, window = first + len(numbers), min(2 * window, self._page_concurrency)
         return listing
 
     def _key_pages(self, numbers: range, now: datetime) -> list[list[object]]:
