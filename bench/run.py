@@ -33,6 +33,8 @@ class Sizes:
     crossings: int
     keys: int
     keys_reps: int
+    latency_ms: float
+    latency_reps: int
 
 
 FULL = Sizes(
@@ -44,6 +46,8 @@ FULL = Sizes(
     crossings=60,
     keys=10_000,  # 101 pages of /keys with the bench's own key
     keys_reps=5,
+    latency_ms=100.0,  # every API request, as from a server far from OpenRouter
+    latency_reps=3,
 )
 SMOKE = Sizes(
     points=2_000,
@@ -54,6 +58,8 @@ SMOKE = Sizes(
     crossings=2,
     keys=250,  # 3 pages
     keys_reps=2,
+    latency_ms=100.0,
+    latency_reps=1,
 )
 
 
@@ -106,11 +112,14 @@ def run_all(sizes: Sizes, out: Path, *, progress: bool = True) -> dict[str, Any]
         alert = latency.run(svc, crossings=sizes.crossings)
         say(f"{sizes.keys:,} keys: checks of a management key with a fleet of capped keys …")
         fleet = keys.run(svc, keys=sizes.keys, reps=sizes.keys_reps, say=say)
+        say(f"{sizes.keys:,} keys at {sizes.latency_ms:g} ms per request, pages at once and not …")
+        slow = keys.at_latency(svc, sizes.keys, sizes.latency_ms, sizes.latency_reps)
     results["benchmarks"] = {
         "history": hist,
         "check_cost": cost,
         "alert_latency": alert,
         "keys_10k": fleet,
+        "keys_at_latency": slow,
     }
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["table"] = table.rows(results)

@@ -79,6 +79,8 @@ def test_the_smoke_run_writes_the_results_it_returns(smoke: dict[str, Any]) -> N
         "crossings": 2,
         "keys": 250,
         "keys_reps": 2,
+        "latency_ms": 100.0,
+        "latency_reps": 1,
     }
     assert written["machine"]["nproc"] >= 1 and written["machine"]["redis_server"]
 
@@ -135,6 +137,18 @@ def test_the_keys_benchmark_times_first_and_steady_checks_of_the_whole_fleet(
     assert _positive(k["ratio_first"]) and _positive(k["ratio_steady"])
 
 
+def test_the_latency_benchmark_times_checks_with_pages_at_once_and_one_after_another(
+    smoke: dict[str, Any],
+) -> None:
+    k = smoke["results"]["benchmarks"]["keys_at_latency"]
+    assert (k["keys"], k["pages"], k["latency_ms"], k["page_concurrency"]) == (250, 3, 100.0, 8)
+    for way in ("concurrent", "sequential"):
+        assert k[way]["n"] == 1 and _positive(k[way]["median_ms"])
+    # /key, then /credits beside the pages: 2 waits at once against 3 in a row, at least
+    assert k["concurrent"]["median_ms"] >= 300 and k["sequential"]["median_ms"] >= 400
+    assert _positive(k["speedup"])
+
+
 def test_the_keys_benchmark_counts_round_trips_at_three_fleet_sizes(
     smoke: dict[str, Any],
 ) -> None:
@@ -170,7 +184,7 @@ def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str
     ]
     assert len(text.splitlines()) == len(rows) + 2
     targeted = [r for r in rows if r["target"] != "-"]
-    assert len(targeted) == 9 and all(isinstance(r["met"], bool) for r in targeted)
+    assert len(targeted) == 10 and all(isinstance(r["met"], bool) for r in targeted)
     assert all(r["against"] for r in rows)
 
 
