@@ -35,6 +35,7 @@ DB_CHECK = 5  # cost per check
 DB_LATENCY = 6  # alert latency: the worker's data
 DB_BROKER = 7  # alert latency: the worker's broker and results
 DB_KEYS = 8  # 10,000 keys
+DB_WEB = 9  # the web face: 90 days of history and 10,000 keys
 
 T = TypeVar("T")
 

@@ -91,6 +91,16 @@ def pages(count: int) -> int:
     return (count + 1) // PAGE_SIZE + 1
 
 
+def pages_asked(count: int, concurrency: int = KEYS_CONCURRENCY) -> int:
+    """The /keys pages a check asks for: windows of 1, 1, 2, 4, then `concurrency` pages, so
+    the pages after the short one in its window are asked too, and go unread."""
+    needed, asked, window = pages(count), 0, 1
+    while asked < needed:
+        asked += window
+        window = 1 if asked < 2 else min(2 * window, concurrency)
+    return asked
+
+
 class _MeteredConnection(redis.Connection):
     """A connection that counts its writes (one per round trip, pipelines included) and the
     time spent writing, waiting and parsing replies."""
@@ -276,6 +286,7 @@ def counted(svc: Services, count: int, reps: int) -> dict[str, Any]:
     return {
         "keys": count,
         "pages": pages(count),
+        "pages_asked": pages_asked(count),
         "reps": reps,
         **{which: _median_check(samples) for which, samples in runs.items()},
     }

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import check_cost, history, keys, latency, table
+from . import check_cost, history, keys, latency, table, web
 from .common import BenchError, machine, services
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -35,6 +35,9 @@ class Sizes:
     keys_reps: int
     latency_ms: float
     latency_reps: int
+    web_days: float
+    web_keys: int
+    web_rounds: int
 
 
 FULL = Sizes(
@@ -48,6 +51,9 @@ FULL = Sizes(
     keys_reps=5,
     latency_ms=100.0,  # every API request, as from a server far from OpenRouter
     latency_reps=3,
+    web_days=90.0,  # 129,600 one-minute checks
+    web_keys=10_000,
+    web_rounds=40,
 )
 SMOKE = Sizes(
     points=2_000,
@@ -60,6 +66,9 @@ SMOKE = Sizes(
     keys_reps=2,
     latency_ms=100.0,
     latency_reps=1,
+    web_days=1.0,
+    web_keys=250,
+    web_rounds=2,
 )
 
 
@@ -114,12 +123,15 @@ def run_all(sizes: Sizes, out: Path, *, progress: bool = True) -> dict[str, Any]
         fleet = keys.run(svc, keys=sizes.keys, reps=sizes.keys_reps, say=say)
         say(f"{sizes.keys:,} keys at {sizes.latency_ms:g} ms per request, pages at once and not …")
         slow = keys.at_latency(svc, sizes.keys, sizes.latency_ms, sizes.latency_reps)
+        say(f"web: {sizes.web_days:g} days of one-minute checks and {sizes.web_keys:,} keys …")
+        face = web.run(svc, days=sizes.web_days, keys=sizes.web_keys, rounds=sizes.web_rounds)
     results["benchmarks"] = {
         "history": hist,
         "check_cost": cost,
         "alert_latency": alert,
         "keys_10k": fleet,
         "keys_at_latency": slow,
+        "web": face,
     }
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["table"] = table.rows(results)

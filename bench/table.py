@@ -204,7 +204,7 @@ def keys_rows(k: dict[str, Any]) -> list[dict[str, Any]]:
 def keys_latency_rows(k: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         _row(
-            "5 API latency",
+            "6 API latency",
             f"{k['keys']:,} keys at {k['latency_ms']:g} ms per request: a check "
             f"({k['pages']} pages, {k['page_concurrency']} at once)",
             _ms(k["concurrent"]["median_ms"]),
@@ -216,6 +216,50 @@ def keys_latency_rows(k: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def web_rows(w: dict[str, Any]) -> list[dict[str, Any]]:
+    ms = w["ms"]
+    days = f"{w['days']:g} d"
+    setup = f"{w['checks']:,} checks, {w['keys']:,} keys"
+    return [
+        _row(
+            "5 web",
+            f"GET / ({setup}; {w['page_key_rows']} key rows)",
+            _ms(ms["page"]["median_ms"]),
+            _ms(ms["healthz"]["median_ms"]) + " (GET /healthz)",
+            f"{ms['page']['median_ms'] / ms['healthz']['median_ms']:.1f}x",
+            "<= 100 ms",
+            ms["page"]["median_ms"] <= 100,
+        ),
+        _row(
+            "5 web",
+            f"GET /api/history, {days} ({w['history_buckets']} buckets, {w['history_bucket_s']} s)",
+            _ms(ms["history"]["median_ms"]),
+            _ms(ms["raw"]["median_ms"]) + f" (raw read, {days})",
+            f"{w['history_speedup']:.1f}x faster",
+            "<= 25 ms",
+            ms["history"]["median_ms"] <= 25,
+        ),
+        _row(
+            "5 web",
+            "GET /api/history, 30 d (or the whole history when shorter)",
+            _ms(ms["history_30d"]["median_ms"]),
+            _ms(ms["raw_30d"]["median_ms"]) + " (raw read)",
+            f"{ms['raw_30d']['median_ms'] / ms['history_30d']['median_ms']:.1f}x faster",
+            "<= 25 ms",
+            ms["history_30d"]["median_ms"] <= 25,
+        ),
+        _row(
+            "5 web",
+            f"GET /metrics ({w['metrics_samples']:,} samples)",
+            _ms(ms["metrics"]["median_ms"]),
+            _ms(ms["raw_keys"]["median_ms"]) + " (raw read of the key table)",
+            f"{ms['metrics']['median_ms'] / ms['raw_keys']['median_ms']:.1f}x",
+            "<= 250 ms",
+            ms["metrics"]["median_ms"] <= 250,
+        ),
+    ]
+
+
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     b = results["benchmarks"]
     return (
@@ -223,6 +267,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         + check_rows(b["check_cost"])
         + latency_rows(b["alert_latency"])
         + keys_rows(b["keys_10k"])
+        + web_rows(b["web"])
         + (keys_latency_rows(b["keys_at_latency"]) if "keys_at_latency" in b else [])
     )
 

@@ -33,6 +33,9 @@ class KeyData(Strict):
     limit_remaining: Money | None = None
     label: str | None = None
     is_free_tier: bool | None = None
+    usage_daily: Money | None = None  # absent from older answers
+    usage_weekly: Money | None = None
+    usage_monthly: Money | None = None
 
 
 class KeyAnswer(Strict):
@@ -57,6 +60,30 @@ class KeyItem(Strict):
     limit_remaining: Money | None = None
     limit_reset: str | None = None
     usage: Money = 0.0
+    usage_daily: Money | None = None
+    usage_weekly: Money | None = None
+    usage_monthly: Money | None = None
+
+
+class Workspace(Strict):
+    id: str
+    name: str = ""
+
+
+class WorkspacesPage(Strict):
+    data: list[Workspace]
+
+
+class ActivityRow(Strict):
+    date: str
+    model: str = ""
+    provider_name: str = ""
+    usage: Money = 0.0
+    requests: int = 0
+
+
+class ActivityPage(Strict):
+    data: list[ActivityRow]
 
 
 class KeysPage(Strict):

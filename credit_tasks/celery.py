@@ -1,8 +1,10 @@
 """The package's own Celery app, configured from the settings.
 
-`celery -A credit_tasks worker|beat` runs it standalone, and `check_credits.delay()` from a
-plain script sends through it. A host app that imports the tasks sends them through its
-own broker instead, since they are shared tasks.
+It exists for `celery -A credit_tasks worker|beat|flower` and the `credit-monitor` command,
+and is never made the current app: the tasks are shared tasks, so a host app that imports
+them sends them through its own broker, whichever is imported first. A plain script with no
+app of its own sends through this one by making it current (`app.set_current()`) or by
+name (`app.send_task("credit_tasks.check_credits")`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ import sys
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from .errors import ConfigError
 from .settings import Settings, is_sentinel, load_settings, parse_sentinel_url
 
 BEAT_ENTRY = "check-openrouter-credits"
+REPORT_ENTRY = "openrouter-daily-report"
+QUEUE = "credits"  # where the package's app sends its tasks
+DEFAULT_QUEUE = "celery"  # Celery's, where another app's send_task("credit_tasks.…") lands
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The beat entry that runs `check_credits` every CREDIT_CHECK_INTERVAL_MINUTES."""
+    """The beat entry that runs `check_credits` every CREDIT_CHECK_INTERVAL_MINUTES, and
+    `daily_report` at CREDIT_REPORT_HOUR_UTC when it is set."""
     return {
+        **report_schedule(settings),
         BEAT_ENTRY: {
             "task": "credit_tasks.check_credits",
             "schedule": settings.check_interval_s,
@@ -29,13 +37,33 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "kwargs": {"scheduled": True, "interval_s": settings.check_interval_s},
             # a check still queued when the next is due is worthless: drop it
             "options": {"expires": settings.check_interval_s},
+        },
+    }
+
+
+def report_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """`daily_report` at the top of CREDIT_REPORT_HOUR_UTC (UTC), for yesterday; none unset."""
+    hour = settings.credit_report_hour_utc
+    if hour is None:
+        return {}
+    return {
+        REPORT_ENTRY: {
+            "task": "credit_tasks.daily_report",
+            "schedule": crontab(minute=0, hour=hour),
+            # the task reports on "yesterday": one still queued at midnight would pick the
+            # wrong day, so it is dropped then
+            "options": {"expires": (24 - hour) * 3600 - 1},
         }
     }
 
 
 def celery_config(settings: Settings | None = None) -> dict[str, Any]:
-    """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule)."""
-    settings = settings or load_settings()
+    """Celery settings for running credit_tasks standalone (JSON, UTC, the beat schedule).
+
+    Without `settings` it loads them; under the `celery` command a bad one ends the process
+    in one line and exit 3, whether the app or a `celeryconfig.py` asked.
+    """
+    settings = settings or _settings_or_exit()
     return {
         "broker_url": _normalized(settings.broker_url),
         "result_backend": _normalized(settings.result_backend),
@@ -62,6 +90,10 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
         | _sentinel_transport(settings, settings.broker_url),
         "result_backend_transport_options": _sentinel_transport(settings, settings.result_backend),
         "worker_hijack_root_logger": False,
+        # `worker --queues=credits` runs everything this app sends; a worker without
+        # --queues reads both queues
+        "task_routes": {"credit_tasks.*": {"queue": QUEUE}},
+        "task_queues": {QUEUE: {}, DEFAULT_QUEUE: {}},
         "beat_schedule": beat_schedule(settings),
         **(redbeat_config(settings) if settings.credit_beat_scheduler == "redbeat" else {}),
     }
@@ -116,9 +148,9 @@ def redbeat_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _config_or_exit() -> dict[str, Any]:
+def _settings_or_exit() -> Settings:
     try:
-        return celery_config()
+        return load_settings()
     except ConfigError as exc:
         # `celery worker|beat` reads this while parsing its options: one line, not a traceback
         if "celery.bin.celery" in sys.modules:
@@ -127,7 +159,8 @@ def _config_or_exit() -> dict[str, Any]:
         raise
 
 
-app = Celery("credit_tasks", include=["credit_tasks.tasks"])  # the worker loads the tasks
-app.add_defaults(_config_or_exit)
+# never the current app: a host's tasks must not follow this one's broker
+app = Celery("credit_tasks", include=["credit_tasks.tasks"], set_as_current=False)
+app.add_defaults(celery_config)
 # celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
 app.config_from_object("celeryconfig", silent=True)

@@ -42,6 +42,8 @@ NOTIFY_TYPES: dict[str, str] = {
     "unknown": NotifyType.FAILURE.value,
     "resolved": NotifyType.SUCCESS.value,
     "runway": NotifyType.WARNING.value,
+    "spike": NotifyType.WARNING.value,
+    "report": NotifyType.INFO.value,
 }
 
 # Apprise's and urllib3's DEBUG lines carry request URLs, i.e. channel tokens: never below INFO

@@ -1,29 +1,35 @@
 """One credit check: fetch, load, decide, commit, and hand back the alerts to deliver.
 
 No decision is made here: `rules.decide` makes it from what was fetched and loaded. Three
-Redis round trips: `claim` the lock, `load` the states and window, `commit` everything.
-Both faces use it: the `check_credits` task dispatches the alerts to `send_alert`, the
-CLI delivers them in-process through the same `notify.deliver`.
+Redis round trips: `claim` the lock, `load` the states, silences and window, `commit`
+everything. Both faces use it: the `check_credits` task dispatches the alerts to
+`send_alert`, the CLI delivers them in-process through the same `notify.deliver`; the alerts
+a silence, an ack or the account holds back are recorded and handed back apart, never sent.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from . import measure
 from .alerts import Alert, alert_for
 from .client import OpenRouterClient
 from .errors import FetchError, KeyRejected
-from .history import Point, burn_rate_usd_per_hour, runway_hours
+from .history import Point, runway_hours
 from .readings import KeyInfo, Snapshot
 from .rules import (
+    RUNWAY,
+    SPIKE,
     Decision,
     Failure,
     KeyFigures,
     Observation,
     Policy,
+    SpikeFigures,
     Status,
     Subject,
     Thresholds,
@@ -31,7 +37,7 @@ from .rules import (
     subjects_of,
 )
 from .settings import Settings
-from .store import Commit, Cooldown, Store
+from .store import Commit, Cooldown, Loaded, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,42 @@ SKIPPED_SCHEDULED = (
     "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
 )
 EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
+# the worst of several statuses, as Nagios aggregators rank them: unknown only beats ok
+_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
 UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
+
+
+def severity(status: Status) -> int:
+    """How bad `status` is: ok 0, unknown 1, warning 2, critical 3."""
+    return _SEVERITY[status]
+
+
+def worst_of(statuses: Iterable[Status]) -> Status:
+    """The most severe of `statuses` (critical, warning, unknown, ok); ok when there are none."""
+    return max(statuses, key=severity, default=Status.OK)
+
+
+def others_note(runway: Status | None, keys: Iterable[Status], spike: Status | None = None) -> str:
+    """`runway warning, spike warning, 1 key critical`: what besides the account is not ok."""
+    parts = [f"runway {runway.value}"] if runway not in (None, Status.OK) else []
+    if spike not in (None, Status.OK):
+        parts.append(f"spike {spike.value}")
+    keys = list(keys)
+    for status in (Status.CRITICAL, Status.WARNING, Status.UNKNOWN):
+        if count := keys.count(status):
+            parts.append(f"{count} key{'s' if count != 1 else ''} {status.value}")
+    return ", ".join(parts)
+
+
+def stored_worst(current: Mapping[str, str], monitoring: Mapping[str, str]) -> tuple[Status, str]:
+    """The last recorded check's worst status, as its exit code was, and what besides the
+    account made it so; unknown when the checks now fail."""
+    account = Status(current.get("status") or Status.UNKNOWN.value)
+    failing = int(monitoring.get("consecutive_failures") or 0) > 0
+    if account is Status.UNKNOWN and failing:
+        return account, ""  # the keys and runway of an older check say nothing about now
+    worst = worst_of([account, Status(current.get("worst_status") or account.value)])
+    return worst, current.get("worst_note") or ""
 
 
 @dataclass(frozen=True)
@@ -65,18 +106,24 @@ class KeyStatus:
             "remaining_usd": k.remaining_usd,
             "usage_usd": k.usage_usd,
             "limit_reset": k.limit_reset,
+            "workspace": k.workspace,
             "status": self.status.value,
         }
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What one check found and which alerts it raised."""
+    """What one check found and which alerts it raised.
+
+    `status` is the account's (a skipped check's is the stored one); `worst`, which the exit
+    code follows, also counts the runway and the keys, and is unknown for a skipped check.
+    """
 
     status: Status
     checked_at: datetime
     snapshot: Snapshot | None = None
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)  # to deliver
+    held: list[Alert] = field(default_factory=list)  # recorded, neither published nor sent
     error: str | None = None
     note: str | None = None
     skipped: bool = False
@@ -84,10 +131,27 @@ class CheckResult:
     runway_hours: float | None = None
     keys: list[KeyStatus] = field(default_factory=list)
     unreadable_keys: list[str] = field(default_factory=list)
+    keys_listed: bool = False  # False: no management key, or the listing failed
+    runway_status: Status | None = None  # None: no projection judged
+    burn_span_hours: float | None = None
+    spend: measure.Spend = field(default_factory=measure.Spend)
+    spike: SpikeFigures | None = None
+    spike_status: Status | None = None  # None: no usual pace to judge a spike by
+
+    @property
+    def worst(self) -> Status:
+        if self.skipped:
+            return Status.UNKNOWN
+        others = [s for s in (self.runway_status, self.spike_status) if s]
+        return worst_of([self.status, *others, *(k.status for k in self.keys)])
+
+    @property
+    def others_note(self) -> str:
+        return others_note(self.runway_status, (k.status for k in self.keys), self.spike_status)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return EXIT_CODES[self.worst]
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-safe summary, free of secrets."""
@@ -97,6 +161,8 @@ class CheckResult:
             counts[k.status.value] += 1
         return {
             "status": self.status.value,
+            "worst_status": self.worst.value,
+            "runway_status": self.runway_status.value if self.runway_status else None,
             "checked_at": self.checked_at.isoformat(),
             "remaining_usd": snap.get("remaining_usd"),
             "usage_usd": snap.get("usage_usd"),
@@ -105,16 +171,45 @@ class CheckResult:
             "account_balance_usd": snap.get("account_balance_usd"),
             "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
             "runway_hours": _round(self.runway_hours, 2),
+            "burn_span_hours": _round(self.burn_span_hours, 2),
+            "spend_today_usd": self.spend.today_usd,
+            "spend_week_usd": self.spend.week_usd,
+            "spend_month_usd": self.spend.month_usd,
+            "spike": self._spike_dict(),
+            # null: not listed (no management key, or the listing failed); else the counts
             "keys": (
                 {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
-                if self.keys or self.unreadable_keys
+                if self.keys_listed
                 else None
             ),
             "skipped": self.skipped,
             "error": self.error,
             "note": self.note,
             "alerts": [{"id": a.id, "type": a.type.value} for a in self.alerts],
+            "held": [_held_row(a) for a in self.held],
         }
+
+    def _spike_dict(self) -> dict[str, object] | None:
+        s = self.spike
+        if s is None:
+            return None
+        return {
+            "status": (self.spike_status or Status.OK).value,
+            "window_minutes": s.window_minutes,
+            "window_spend_usd": round(s.window_spend_usd, 6),
+            "baseline_usd_per_hour": round(s.baseline_usd_per_hour, 6),
+            "factor": _round(s.ratio, 2),
+            "top_keys": [
+                {"hash": k.hash, "name": k.name, "spend_usd": k.spend_usd} for k in s.top_keys
+            ],
+        }
+
+
+def _held_row(alert: Alert) -> dict[str, object]:
+    row = alert.as_dict()
+    return {"id": alert.id, "type": alert.type.value, "subject": alert.subject} | {
+        k: row[k] for k in ("silenced_by", "acked_by", "inhibited_by") if k in row
+    }
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -140,6 +235,9 @@ def policy(settings: Settings) -> Policy:
         runway_warning_hours=settings.credit_runway_warning_hours,
         window_hours=settings.credit_burn_window_hours,
         unknown_after_failures=settings.credit_unknown_after_failures,
+        inhibit_when_account_critical=settings.credit_inhibit_when_account_critical,
+        spike_factor=settings.credit_spike_factor,
+        spike_min_usd=settings.credit_spike_min_usd,
     )
 
 
@@ -186,7 +284,8 @@ def run_check(
     committed = False
     try:
         with store.renewing(claim.token, ttl_s):
-            result = _decide_and_commit(settings, store, now, _fetch(client, now), claim.token)
+            seen = _fetch(client, now, management=settings.openrouter_management_key is not None)
+            result = _decide_and_commit(settings, client, store, now, seen, claim.token)
         committed = True  # the commit freed the lock
         return result
     finally:
@@ -203,9 +302,12 @@ class _Seen:
     unreadable: list[str] = field(default_factory=list)  # /keys items that could not be read
     keys_error: str | None = None
     error: FetchError | None = None
+    keys_note: str | None = None  # duplicates ignored, or why the listing stopped early
+    keys_complete: bool = False  # every key of the account is named: stale states can go
+    listed: bool = False  # the account's keys were listed: a management key, and an answer
 
 
-def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
+def _fetch(client: OpenRouterClient, now: datetime, *, management: bool) -> _Seen:
     try:
         reading = client.read(now)
     except FetchError as exc:
@@ -218,26 +320,38 @@ def _fetch(client: OpenRouterClient, now: datetime) -> _Seen:
         keys_error = f"keys not checked: {reading.keys_error}"
         log.warning("%s", keys_error)
         return _Seen(reading.snapshot, keys_error=keys_error)
-    return _Seen(reading.snapshot, reading.listing.keys, reading.listing.unreadable)
+    listing = reading.listing
+    if listing.note:
+        log.warning("%s", listing.note)
+    return _Seen(
+        reading.snapshot,
+        listing.keys,
+        listing.unreadable,
+        keys_note=listing.note,
+        keys_complete=listing.complete,
+        listed=management,
+    )
 
 
 def _skipped(store: Store, now: datetime, note: str) -> CheckResult:
+    """A check that did not look: the stored status for the reader, but its worst is unknown."""
     stored = store.current().get("status") or Status.UNKNOWN.value
     log.info("check %s", note)
     return CheckResult(Status(stored), now, skipped=True, note=note)
 
 
-def _observe(seen: _Seen, window: list[Point], failures: int, now: datetime) -> Observation:
+def _observe(settings: Settings, seen: _Seen, m: measure.Measured, now: datetime) -> Observation:
     """What the rules get: the check's figures, its projection and keys, or its failure."""
     if seen.error is not None:
         rejected = isinstance(seen.error, KeyRejected)
-        return Observation(failure=Failure(str(seen.error), failures + 1, rejected))
+        return Observation(failure=Failure(str(seen.error), m.failures + 1, rejected))
     snapshot = seen.snapshot
     assert snapshot is not None
-    remaining, rate = snapshot.remaining_usd, None
-    if remaining is not None:
-        here = Point(now, remaining, snapshot.usage_usd, "", snapshot.source)
-        rate = burn_rate_usd_per_hour([*window, here])
+    remaining = snapshot.remaining_usd
+    here = Point(now, remaining, snapshot.usage_usd, "", snapshot.source)
+    pace = measure.runway_pace(settings, m.window, here, now) if remaining is not None else None
+    rate = pace.usd_per_hour if pace else None
+    points = [*measure.spike_window(settings, m.window, now), here]
     keys = tuple(
         KeyFigures(k.hash, k.name, k.label, k.limit_usd, k.remaining_usd) for k in seen.keys or []
     )
@@ -246,57 +360,140 @@ def _observe(seen: _Seen, window: list[Point], failures: int, now: datetime) -> 
         source=snapshot.source,
         burn_rate_usd_per_hour=rate,
         runway_hours=runway_hours(remaining, rate),
+        burn_span_hours=pace.span_hours if pace else None,
+        spike=measure.spike_figures(settings, points, m.usual, m.growth),
         keys=keys,
     )
 
 
+def _measure(
+    settings: Settings, client: OpenRouterClient, seen: _Seen, loaded: Loaded, now: datetime
+) -> measure.Measured:
+    if seen.error is not None:
+        return measure.Measured(loaded.window, loaded.consecutive_failures)
+    # a management key that /credits refused (403) is no management key: /activity would refuse
+    # it too, and say so on every check, where the 403 is said once
+    forbidden = seen.snapshot is not None and seen.snapshot.credits_forbidden is not None
+    managed = settings.openrouter_management_key is not None and not forbidden
+    return measure.measured(
+        settings,
+        loaded.window,
+        loaded.consecutive_failures,
+        loaded.baseline,
+        loaded.key_usage,
+        seen.keys,
+        now,
+        (lambda: client.activity(now)) if managed else None,
+    )
+
+
 def _decide_and_commit(
-    settings: Settings, store: Store, now: datetime, seen: _Seen, token: str
+    settings: Settings,
+    client: OpenRouterClient,
+    store: Store,
+    now: datetime,
+    seen: _Seen,
+    token: str,
 ) -> CheckResult:
     """Load, decide, commit; decided again on fresh states when another check came first."""
     the_policy = policy(settings)
-    window_start = now - timedelta(hours=settings.credit_burn_window_hours)
-    # the subjects depend only on what was seen, not on what is loaded
-    subjects = subjects_of(_observe(seen, [], 0, now))
+    window_start = measure.history_start(settings, now)
+    # the subjects depend only on what was seen, not on what is loaded: a usual pace of
+    # nothing stands in for the one that is loaded, so the spike's state is read too
+    would_be = measure.Measured(usual=measure.Baseline(0.0))
+    subjects = subjects_of(_observe(settings, seen, would_be, now))
+    fetched: dict[str, str] | None = None  # /activity is read once, however many rounds
+    managed = settings.openrouter_management_key is not None
+    spent = measure.spend(seen.snapshot, seen.keys, managed) if seen.snapshot else None
     while True:
         loaded = store.load(subjects, window_start, now)
-        observed = _observe(seen, loaded.window, loaded.consecutive_failures, now)
-        decision = decide(observed, loaded.states, the_policy, now)
+        if fetched is not None:
+            loaded = replace(loaded, baseline=fetched)
+        measured = _measure(settings, client, seen, loaded, now)
+        fetched = measured.usual.cache or fetched
+        observed = _observe(settings, seen, measured, now)
+        decision = decide(observed, loaded.states, the_policy, now, loaded.silencing)
         alerts = [alert_for(d, alert_id=_new_id(), now=now) for d in decision.dues]
         cooldowns = [
             Cooldown(a.type.value, a.subject, a.id, the_policy.cooldown_s)
             for a, d in zip(alerts, decision.dues, strict=True)
             if d.sets_cooldown
         ]
-        change = _record(seen, observed, decision, now)
-        change = replace(change, states=decision.states, alerts=alerts, cooldowns=cooldowns)
+        change = _record(seen, spent, observed, decision, now)
+        g = measured.growth
+        change = replace(
+            change,
+            states=decision.states,
+            alerts=alerts,
+            cooldowns=cooldowns,
+            acks_ended=[str(s) for s in decision.acks_ended],
+            silences_ended=list(decision.silences_ended),
+            baseline=fetched,
+            usage_samples=g.samples,
+            # only a listing that named every key says which keys are gone
+            usage_removed=g.removed if seen.keys_complete else [],
+            key_daily=g.daily,
+        )
         if store.commit(change, loaded, token):
             result = _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
-            return _note_forbidden_once(result, loaded.credits_forbidden)
+            result = _note_forbidden_once(result, loaded.credits_forbidden)
+            if spent is None:
+                return result
+            # the spike's note says why there is no spike alert: no usual pace to compare with
+            return replace(
+                result,
+                note="; ".join(n for n in (result.note, measured.usual.note) if n) or None,
+                spend=spent,
+                spike_status=decision.statuses.get(SPIKE),
+            )
 
 
-def _record(seen: _Seen, observed: Observation, decision: Decision, now: datetime) -> Commit:
+def _record(
+    seen: _Seen,
+    spent: measure.Spend | None,
+    observed: Observation,
+    decision: Decision,
+    now: datetime,
+) -> Commit:
     """The check's own record: its figures and keys, or its failure."""
     if seen.error is not None:
         # the status turns unknown only once the failures say the balance cannot be seen
         status = Status.UNKNOWN.value if decision.statuses else None
         return Commit(now, status, error=str(seen.error))
-    assert seen.snapshot is not None
+    assert seen.snapshot is not None and spent is not None
+    spike = observed.spike
+    key_statuses = [s for subject, s in decision.statuses.items() if subject.kind == "key"]
     extra = {
         "burn_rate_usd_per_hour": _round(observed.burn_rate_usd_per_hour, 6),
         "runway_hours": _round(observed.runway_hours, 2),
+        # what `status` exits with, as `check` did
+        "worst_status": worst_of([decision.status, *decision.statuses.values()]).value,
+        "worst_note": others_note(
+            decision.statuses.get(RUNWAY), key_statuses, decision.statuses.get(SPIKE)
+        ),
+        "burn_span_hours": _round(observed.burn_span_hours, 2),
+        "spend_today_usd": spent.today_usd,
+        "spend_week_usd": spent.week_usd,
+        "spend_month_usd": spent.month_usd,
+        "spike_window_spend_usd": _round(spike.window_spend_usd, 6) if spike else None,
+        "spike_baseline_usd_per_hour": _round(spike.baseline_usd_per_hour, 6) if spike else None,
     }
     keys = None
     if seen.keys is not None:
         keys = {row.key.hash: row.as_dict() for row in _key_rows(seen.keys, decision)}
     # None when the keys were not listed: the last listing's unreadable keys stand
     unreadable = seen.unreadable if seen.keys is not None else None
+    # a listing that named every key lets the states of deleted or disabled keys go
+    keep = None
+    if seen.keys is not None and seen.keys_complete:
+        keep = sorted({k.hash for k in seen.keys} | set(seen.unreadable))
     return Commit.success(
         now,
         decision.status.value,
         seen.snapshot.as_dict() | extra,
         keys=keys,
         unreadable=unreadable,
+        keep_keys=keep,
     )
 
 
@@ -312,14 +509,17 @@ def _result(
     now: datetime,
     failures_before: int,
 ) -> CheckResult:
+    held = [a for a in alerts if not a.delivers]
+    alerts = [a for a in alerts if a.delivers]
     if seen.error is not None:
         reason = str(seen.error)
         log.warning("check failed (%d in a row): %s", failures_before + 1, reason)
-        return CheckResult(Status.UNKNOWN, now, alerts=alerts, error=reason)
+        return CheckResult(Status.UNKNOWN, now, alerts=alerts, held=held, error=reason)
     snapshot = seen.snapshot
     assert snapshot is not None
     note = UNKNOWN_BALANCE_HINT if snapshot.remaining_usd is None else None
-    for more in (seen.keys_error, seen.unreadable and unreadable_note(seen.unreadable)):
+    unreadable = seen.unreadable and unreadable_note(seen.unreadable)
+    for more in (seen.keys_error, unreadable, seen.keys_note):
         if more:
             note = f"{note}; {more}" if note else more
     status = decision.status
@@ -329,11 +529,16 @@ def _result(
         now,
         snapshot,
         alerts=alerts,
+        held=held,
         note=note,
         burn_rate_usd_per_hour=observed.burn_rate_usd_per_hour,
         runway_hours=observed.runway_hours,
         keys=_key_rows(seen.keys or [], decision),
         unreadable_keys=list(seen.unreadable),
+        keys_listed=seen.listed,
+        runway_status=decision.statuses.get(RUNWAY),
+        burn_span_hours=observed.burn_span_hours,
+        spike=observed.spike,
     )
 
 

@@ -18,30 +18,35 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from .answers import (
+    ActivityPage,
     CreditsAnswer,
     ErrorAnswer,
     KeyAnswer,
     KeyItem,
     KeysPage,
+    WorkspacesPage,
     malformed,
     parse_json,
     validate,
 )
 from .errors import ApiUnavailable, FetchError, KeyRejected, MalformedAnswer
 from .readings import SOURCES as SOURCES  # re-exported: the client's readings
+from .readings import Activity, KeyListing, Reading
 from .readings import KeyInfo as KeyInfo
-from .readings import KeyListing, Reading
 from .readings import Snapshot as Snapshot
 from .settings import Settings
+from .text import plain
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
 KEYS_CONCURRENCY = 8  # /keys pages asked at once, at most
+MAX_WORKSPACE_PAGES = 100
+MANAGEMENT_PATHS = ("credits", "keys", "workspaces", "activity")
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 try:
@@ -184,6 +191,9 @@ class OpenRouterClient:
             account_balance_usd=None,
             key_label=self._scrub_label(key.label),
             is_free_tier=key.is_free_tier,
+            usage_daily_usd=key.usage_daily,
+            usage_weekly_usd=key.usage_weekly,
+            usage_monthly_usd=key.usage_monthly,
         )
         try:
             account = self._read_account(now)
@@ -211,41 +221,66 @@ class OpenRouterClient:
         return known
 
     def list_keys(self, now: datetime) -> KeyListing:
-        """Every enabled key of the account, with a management key; none without one.
+        """Every enabled key of the account, in every workspace, with a management key; none
+        without one. `/keys` alone lists the default workspace: an account with workspaces is
+        listed one workspace at a time; one without (404 or an empty list) as before them.
 
-        The first page is asked alone (most accounts have one); while pages come back full,
-        the next ones are asked in windows of 2, 4, then `page_concurrency` at once, until a
-        short page (the pages after it in its window go unread). An item
-        that cannot be read is skipped and named in `unreadable`; only a page that is not a
-        list of items makes the whole listing fail.
+        The pages of each workspace: the first two are asked one at a time (most accounts
+        have one page, and the second says whether the server honours `offset`); while pages
+        come back full, the next ones are asked in windows of 2, 4, then `page_concurrency` at
+        once, and read in order until a short page (the pages after it in its window go
+        unread). An item that cannot be read is skipped and named in
+        `unreadable`; only a page that is not a list of items makes the whole listing fail.
+        Each hash counts once, and a page that brings no new hash ends the listing (a server
+        that ignores `offset` sends the same page forever); the listing's note says so.
         """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
             return KeyListing()
-        listing = KeyListing()
+        listed = _Listed()
+        stopped: str | None = None
+        workspaces: list[tuple[str | None, str | None]] = [(None, None)]
+        for workspace_id, workspace in [*self._workspaces(management_key, now)] or workspaces:
+            stopped = self._list_workspace(listed, now, workspace_id, workspace) or stopped
+        return listed.listing(stopped, complete=stopped is None)
+
+    def _list_workspace(
+        self, listed: _Listed, now: datetime, workspace_id: str | None, workspace: str | None
+    ) -> str | None:
+        """Add one workspace's keys (the default one's for None) to `listed`, a window of pages
+        at a time, read in page order; why the listing stopped before its last page, or None."""
+        query = "" if workspace_id is None else f"&workspace_id={quote(workspace_id, safe='')}"
         first, window = 0, 1
         while first < MAX_KEY_PAGES:
             numbers = range(first, min(first + window, MAX_KEY_PAGES))
-            for page_number, page in zip(numbers, self._key_pages(numbers, now), strict=True):
+            pages = self._key_pages(numbers, query, now)
+            for page_number, page in zip((n + 1 for n in numbers), pages, strict=True):
+                named, duplicates = len(listed.hashes), listed.duplicates
                 for index, raw in enumerate(page):
-                    self._read_item(raw, f"item {index + 1} of page {page_number + 1}", listing)
+                    where = f"item {index + 1} of page {page_number}"
+                    self._read_item(raw, where, listed, workspace)
                 # no page-size parameter: a short page is the last; later ones are not read
                 if len(page) < KEYS_PAGE_SIZE:
-                    return listing
-            first, window = first + len(numbers), min(2 * window, self._page_concurrency)
-        return listing
+                    return None
+                if len(listed.hashes) == named:
+                    listed.duplicates = duplicates  # a repeated page is said as such, not per item
+                    return (
+                        f"/keys page {page_number} brought no new key: listing stopped there "
+                        "(does the server ignore offset?)"
+                    )
+            first += len(numbers)
+            window = 1 if first < 2 else min(2 * window, self._page_concurrency)
+        return f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there"
 
-    def _key_pages(self, numbers: range, now: datetime) -> list[list[object]]:
-        """The `/keys` pages `numbers`, asked at once; the first failure in page order raises."""
-        management_key = self._settings.openrouter_management_key
-        assert management_key is not None
+    def _key_pages(self, numbers: range, query: str, now: datetime) -> list[list[object]]:
+        """The `/keys` pages `numbers` (from 0), asked at once; the first failure in page order
+        raises."""
+        secret = self._settings.openrouter_management_key
+        assert secret is not None
 
         def page(number: int) -> list[object]:
-            path = f"keys?offset={number * KEYS_PAGE_SIZE}&include_disabled=false"
-            try:
-                body = self._get(path, management_key, now)
-            except _PaymentRequired as exc:
-                raise FetchError(f"OpenRouter refused to list keys ({exc})") from None
+            path = f"keys?offset={number * KEYS_PAGE_SIZE}&include_disabled=false{query}"
+            body = self._management_get(path, secret, now, "list keys")
             return validate(KeysPage, body, "keys").data
 
         if len(numbers) == 1:
@@ -258,30 +293,80 @@ class OpenRouterClient:
         wait(futures)  # every request of the window ends before the listing goes on or fails
         return [future.result() for future in futures]
 
-    def _read_item(self, raw: object, where: str, listing: KeyListing) -> None:
-        """Add one `/keys` item to `listing`: a KeyInfo, or its name among the unreadable."""
+    def _workspaces(self, secret: SecretStr, now: datetime) -> list[tuple[str, str]]:
+        """(id, name) of each workspace; none for an account from before workspaces (404)."""
+        found: list[tuple[str, str]] = []
+        for page_number in range(MAX_WORKSPACE_PAGES):
+            path = f"workspaces?offset={page_number * KEYS_PAGE_SIZE}&limit={KEYS_PAGE_SIZE}"
+            try:
+                body = self._management_get(path, secret, now, "list workspaces")
+            except _NotFound:
+                return []
+            page = validate(WorkspacesPage, body, "workspaces").data
+            found += [(w.id, self._scrub_label(w.name) or w.id) for w in page]
+            if len(page) < KEYS_PAGE_SIZE:
+                break
+        return found
+
+    def activity(self, now: datetime, day: str | None = None) -> list[Activity]:
+        """`/activity` across every workspace: the last 30 completed UTC days, or one `day`."""
+        secret = self._settings.openrouter_management_key
+        if secret is None:
+            raise FetchError("/activity needs OPENROUTER_MANAGEMENT_KEY: set it to read spend")
+        path = "activity" if day is None else f"activity?date={quote(day, safe='')}"
+        body = self._management_get(path, secret, now, "read the activity")
+        rows = validate(ActivityPage, body, "activity").data
+        return [
+            Activity(
+                r.date, self._scrub(r.model), self._scrub(r.provider_name), r.usage, r.requests
+            )
+            for r in rows
+        ]
+
+    def _management_get(
+        self, path: str, secret: SecretStr, now: datetime, what: str
+    ) -> dict[str, Any]:
+        try:
+            return self._get(path, secret, now)
+        except _PaymentRequired as exc:
+            raise FetchError(f"OpenRouter refused to {what} ({exc})") from None
+
+    def _read_item(
+        self, raw: object, where: str, listed: _Listed, workspace: str | None = None
+    ) -> None:
+        """Add one `/keys` item to `listed`: a KeyInfo, or its name among the unreadable."""
         try:
             item = validate(KeyItem, raw, "keys")
         except MalformedAnswer as exc:
             named = raw.get("hash") if isinstance(raw, dict) else None
-            name = self._scrub(named) if isinstance(named, str) and named.strip() else where
-            log.warning("skipped an unreadable key (%s): %s", name, exc)
-            listing.unreadable.append(name)
+            name = self._scrub(named) if isinstance(named, str) else ""
+            log.warning("skipped an unreadable key (%s): %s", name or where, exc)
+            listed.skip(name or where, hashed=bool(name))
+            return
+        key_hash = self._scrub(item.hash)
+        if not key_hash:  # nothing left to name the key by: a subject needs a name
+            log.warning("skipped an unreadable key (%s): a blank hash", where)
+            listed.skip(where, hashed=False)
             return
         if item.disabled:
+            listed.hashes.add(key_hash)
             return
         remaining = item.limit_remaining
         if item.limit is not None and remaining is None:
             remaining = item.limit - item.usage
-        listing.keys.append(
+        listed.add(
             KeyInfo(
-                item.hash,
+                key_hash,
                 self._scrub_label(item.name) or "",
                 self._scrub_label(item.label) or "",
                 item.limit,
                 remaining,
                 item.usage,
-                item.limit_reset,
+                self._scrub_label(item.limit_reset),
+                workspace,
+                item.usage_daily,
+                item.usage_weekly,
+                item.usage_monthly,
             )
         )
 
@@ -351,7 +436,7 @@ class OpenRouterClient:
     def _raise_for(
         self, path: str, status: int, message: str, headers: httpx.Headers, now: datetime
     ) -> NoReturn:
-        management = path.split("?")[0] in ("credits", "keys")
+        management = path.split("?")[0] in MANAGEMENT_PATHS
         setting = "OPENROUTER_MANAGEMENT_KEY" if management else "OPENROUTER_API_KEY"
         what = f"{status} {message}".strip()
         if status == 402:
@@ -375,7 +460,7 @@ class OpenRouterClient:
                 # both honoured: the later of the two
                 wait_s = max((w for w in waits if w is not None), default=None)
             raise _Transient(what, wait_s)
-        if status == 404 and path == "key":
+        if status == 404 and (path == "key" or path.startswith("workspaces")):
             raise _NotFound(what)
         if status == 404 and path == "auth/key":
             raise FetchError(
@@ -389,11 +474,14 @@ class OpenRouterClient:
         return None if text is None else self._scrub(text)
 
     def _scrub(self, text: str) -> str:
-        """Server text made safe for a one-line message: no secrets, no newlines, short."""
+        """Server text made safe to store and show: no control or bidi character, no secret,
+        one line, short. Every text from the API passes here before it goes anywhere."""
+        # cleaned first: a zero-width character inside an echoed key would hide it from replace
+        text = plain(text)
         for secret in (self._api_key, self._settings.openrouter_management_key):
             if secret is not None and secret.get_secret_value():
                 text = text.replace(secret.get_secret_value(), "***")
-        return " ".join(text.split())[:200]
+        return text[:200]
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -441,6 +529,57 @@ class OpenRouterClient:
 
     def _connect_timeout_s(self) -> float:
         return min(5.0, self._settings.credit_http_timeout_s)
+
+
+@dataclass
+class _Listed:
+    """The `/keys` items read so far, one per hash."""
+
+    keys: dict[str, KeyInfo] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    hashes: set[str] = field(default_factory=set)  # every hash named, disabled ones too
+    duplicates: int = 0
+    unnamed: bool = False  # an item was skipped with no hash to name it by
+
+    def add(self, key: KeyInfo) -> None:
+        if key.hash not in self.hashes:
+            self.hashes.add(key.hash)
+            self.keys[key.hash] = key
+            return
+        self.duplicates += 1
+        # two copies that disagree: the one with less left counts, whatever their order,
+        # so a duplicate can neither hide a low key nor make it flap between checks
+        kept = self.keys.get(key.hash)
+        if kept is not None and _less_left(key, kept):
+            self.keys[key.hash] = key
+
+    def skip(self, name: str, *, hashed: bool) -> None:
+        if not hashed:
+            self.unnamed = True
+        elif name in self.hashes:
+            self.duplicates += 1
+            return
+        else:
+            self.hashes.add(name)
+        self.unreadable.append(name)
+
+    def listing(self, stopped: str | None = None, *, complete: bool = False) -> KeyListing:
+        notes = [stopped] if stopped else []
+        if self.duplicates:
+            plural = "s" if self.duplicates != 1 else ""
+            notes.append(f"{self.duplicates} duplicate /keys item{plural} ignored")
+        return KeyListing(
+            list(self.keys.values()),
+            self.unreadable,
+            note="; ".join(notes) or None,
+            complete=complete and not self.unnamed,
+        )
+
+
+def _less_left(key: KeyInfo, than: KeyInfo) -> bool:
+    if key.remaining_usd is None:
+        return False
+    return than.remaining_usd is None or key.remaining_usd < than.remaining_usd
 
 
 def _spent_s(state: RetryCallState) -> float:

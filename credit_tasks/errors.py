@@ -7,7 +7,8 @@
      │    ├── ApiUnavailable  outage, timeout, rate limit: retries ran out
      │    └── MalformedAnswer  an answer that is not the API's shape
      ├── StoreError         Redis could not be reached or refused a command
-     └── StartError         a process of `demo` or `run` did not start
+     ├── StartError         a process of `demo` or `run` did not start
+     └── InputError         a command's argument was refused: nothing was written
 
 Errors of the layer below (httpx, redis, pydantic) are translated at the edge of the
 module that talks to it, so every message here is one line an operator can act on.
@@ -46,3 +47,7 @@ class StoreError(CreditTasksError):
 
 class StartError(CreditTasksError):
     """A process that `credit-monitor demo` or `run` starts exited or did not get ready."""
+
+
+class InputError(CreditTasksError):
+    """A command's argument was refused (an unknown id, an unreadable duration); nothing written."""

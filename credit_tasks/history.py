@@ -44,6 +44,21 @@ def burn_rate_usd_per_hour(points: list[Point]) -> float | None:
     return spent / hours if hours > 0 else None
 
 
+def span_hours(points: list[Point]) -> float:
+    """Hours between the first and the last known balance of `points` (0 for fewer than two)."""
+    known = [p for p in points if p.remaining_usd is not None]
+    if len(known) < 2:
+        return 0.0
+    return (known[-1].timestamp - known[0].timestamp).total_seconds() / 3600
+
+
+def paced_burn_rate(points: list[Point], min_span_h: float) -> float | None:
+    """The burn rate, once the known balances span at least `min_span_h` hours."""
+    if span_hours(points) < min_span_h or span_hours(points) <= 0:
+        return None
+    return burn_rate_usd_per_hour(points)
+
+
 def runway_hours(remaining_usd: float | None, rate_usd_per_hour: float | None) -> float | None:
     """Hours until the balance reaches zero at `rate`; None without a balance or any spend.
 
@@ -69,13 +84,4 @@ def summarize(points: list[Point]) -> dict[str, object]:
         "spend_usd": round(spent, 6) if spent is not None else None,
         "burn_rate_usd_per_hour": round(rate, 6) if rate is not None else None,
         "runway_hours": round(runway, 2) if runway is not None else None,
-    }
-
-
-def report(hours: float, points: list[Point]) -> dict[str, object]:
-    """The history answer shared by the task and the CLI: points and their summary."""
-    return {
-        "hours": hours,
-        "points": [p.as_dict() for p in points],
-        "summary": summarize(points),
     }

@@ -18,6 +18,8 @@ from .alerts import Alert
 from .channels import Channel
 from .store import Store
 
+MAX_BACKOFF_S = 120.0  # as send_alert's countdowns: 20 attempts must not sleep for days
+
 log = logging.getLogger(__name__)
 
 
@@ -39,10 +41,14 @@ def deliver(
 ) -> Outcome:
     """Publish `alert` once and send it to every channel that has not had it yet.
 
-    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record.
+    `channels_error` (a bad CREDIT_ALERT_URLS) is written on the alert's record. An alert
+    held back by a silence, an ack or the account is never published or sent, whoever asks.
     """
     now = now or datetime.now(UTC)
     alert_id = alert.id
+    if not alert.delivers:
+        log.info("alert %s %s held back: not delivered", alert.type.value, alert_id)
+        return Outcome(False, [])
     published = store.deliver(alert, now)
     if channels_error:  # after the delivery, which writes the record when it is new
         store.record_delivery_error(alert_id, channels_error)
@@ -82,7 +88,7 @@ def deliver_with_retries(
     for attempt in range(1, attempts):
         if not outcome.failed:
             return outcome
-        sleep(backoff_s * 2 ** (attempt - 1))
+        sleep(min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
         outcome = deliver(store, alert, channels)
     if outcome.failed:
         give_up(store, alert, outcome.failed, attempts)

@@ -7,7 +7,6 @@ auth. `demo` adds the OpenRouter simulator, spending at a visible pace.
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
 import sys
@@ -28,11 +27,19 @@ from .text import money
 DEMO_REDIS_PORT = 6390  # not 6379, so a system Redis is never touched
 RUN_REDIS_PORT = 6399  # the project-local Redis of `make run`, data kept in .redis/
 FLOWER_PORT = 5555
+WEB_PORT = 8000  # credit-monitor serve's default; a free one when it is taken
 DEMO_INTERVAL_S = 12.0
 DEMO_START_USD = 12.5
 DEMO_SPEND_USD_PER_HOUR = 180.0
 DEMO_TOPUP_BELOW_USD = 4.0
-DEMO_TOPUP_USD = 20.0
+DEMO_TOPUP_USD = 50.0
+# after the top-up, a batch job loops: 8 times the usual pace for a minute
+DEMO_LOOP_KEY = "sk-or-v1-demo-batch-agent"
+DEMO_LOOP_NAME = "batch-agent"
+DEMO_LOOP_USD_PER_HOUR = 1440.0
+DEMO_LOOP_AFTER_S = 190.0
+DEMO_LOOP_FOR_S = 60.0
+DEMO_SPIKE_WINDOW_S = 60.0
 _SERVICE_ENV = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_", "FLOWER_")
 
 
@@ -124,7 +131,9 @@ def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> P
     sim.set_account(total_credits=DEMO_START_USD)
     sim.add_key(DEFAULT_API_KEY, name="Demo app")
     sim.add_key(DEFAULT_MANAGEMENT_KEY, name="Demo management", management=True)
+    sim.add_key(DEMO_LOOP_KEY, name=DEMO_LOOP_NAME, model="anthropic/claude-sonnet-4")
     sim.set_topup(below_usd=DEMO_TOPUP_BELOW_USD, topup_usd=DEMO_TOPUP_USD)
+    sim.seed_activity(7, spend * 24)  # /activity: the Demo app's pace is the usual one
     given = "redis_url" in settings.model_fields_set
     # the user's CREDIT_*/OPENROUTER_* would change the story: the demo sets its own
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SERVICE_ENV)} | {
@@ -137,6 +146,8 @@ def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> P
         "CREDIT_CHECK_INTERVAL_MINUTES": f"{interval_s / 60:.6g}",
         # at demo speed every balance has "0 h" of runway: keep to warning, critical, resolved
         "CREDIT_RUNWAY_WARNING_HOURS": "0",
+        # the spike's window, at the story's pace: a minute of it at pace 1
+        "CREDIT_SPIKE_WINDOW_MINUTES": f"{DEMO_SPIKE_WINDOW_S / pace / 60:.6g}",
     }
     per_s = spend / 3600
     say(
@@ -148,14 +159,29 @@ def demo(sup: Supervisor, settings: Settings, state_dir: Path, pace: float) -> P
         f"~{(DEMO_START_USD - 5) / per_s:.0f} s, then an auto top-up of {money(DEMO_TOPUP_USD)} "
         f"below {money(DEMO_TOPUP_BELOW_USD)} resolves it."
     )
+    loop_at_s, loop_usd_per_hour = DEMO_LOOP_AFTER_S / pace, DEMO_LOOP_USD_PER_HOUR * pace
+    say(
+        f"  at ~{loop_at_s:.0f} s a key named {DEMO_LOOP_NAME!r} loops, spending "
+        f"{money(loop_usd_per_hour)}/h for {DEMO_LOOP_FOR_S / pace:.0f} s: a spike alert names "
+        "it, and resolves once the loop has left the window."
+    )
     worker_settings = load_settings(
         redis_url=url,
         celery_broker_url=env["CELERY_BROKER_URL"],
         credit_redis_prefix="openrouter",
         credit_check_interval_minutes=interval_s / 60,
     )
-    # the clock starts when everything is up, so the story's times hold on a slow machine
-    go = functools.partial(sim.set_spend, key=DEFAULT_API_KEY, usd_per_hour=spend)
+
+    def go() -> None:
+        # the clock starts when everything is up, so the story's times hold on a slow machine
+        sim.set_spend(key=DEFAULT_API_KEY, usd_per_hour=spend)
+        sim.set_loop(
+            key=DEMO_LOOP_KEY,
+            usd_per_hour=loop_usd_per_hour,
+            after_s=loop_at_s,
+            for_s=DEMO_LOOP_FOR_S / pace,
+        )
+
     return Plan(worker_settings, env, state_dir, "demo", not given, go)
 
 
@@ -193,6 +219,22 @@ def start_services(
     argv += ["--address=127.0.0.1", f"--port={flower_port}"]
     flower = sup.start("flower", argv, env | {"FLOWER_BASIC_AUTH": basic_auth}, plan.cwd)
     sup.wait_ready(flower, lambda: procs.listening(flower_port))
+
+
+def web_port(requested: int | None) -> int:
+    """The page's port: the one asked for, else 8000, else any free one."""
+    if requested is not None:
+        if not procs.port_free(requested):
+            raise ConfigError(f"port {requested} is busy: stop what uses it, or pass --web-port")
+        return requested
+    return WEB_PORT if procs.port_free(WEB_PORT) else procs.free_port()
+
+
+def start_web(sup: Supervisor, plan: Plan, port: int) -> None:
+    """`credit-monitor serve` on 127.0.0.1:`port`; returns once it answers."""
+    argv = [sys.executable, "-m", "credit_tasks", "serve", "--port", str(port)]
+    web = sup.start("web", argv, plan.env | {"PYTHONUNBUFFERED": "1"}, plan.cwd)
+    sup.wait_ready(web, lambda: procs.listening(port))
 
 
 def send_first_check(settings: Settings, expires_s: float) -> None:

@@ -26,6 +26,10 @@ class Snapshot:
     is_free_tier: bool | None
     # /credits said 403 (the management key is not one) and the key's own cap stood in
     credits_forbidden: str | None = None
+    # the watched key's spend in the current UTC day, week and month; None in older answers
+    usage_daily_usd: float | None = None
+    usage_weekly_usd: float | None = None
+    usage_monthly_usd: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The snapshot as JSON-safe values, `checked_at` as an ISO 8601 UTC string."""
@@ -45,15 +49,34 @@ class KeyInfo:
     remaining_usd: float | None  # negative when the key is overspent
     usage_usd: float
     limit_reset: str | None
+    workspace: str | None = None  # its workspace's name, when the account has workspaces
+    usage_daily_usd: float | None = None
+    usage_weekly_usd: float | None = None
+    usage_monthly_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One `/activity` row: a day's spend on one model through one provider."""
+
+    date: str  # YYYY-MM-DD
+    model: str
+    provider: str
+    usage_usd: float
+    requests: int
 
 
 @dataclass(frozen=True)
 class KeyListing:
-    """The enabled keys `/keys` lists, and the items it sent that could not be read."""
+    """The enabled keys `/keys` lists (one per hash), and the items that could not be read."""
 
     keys: list[KeyInfo] = field(default_factory=list)
     # each unreadable item's hash, or "item N of page P" when it has none
     unreadable: list[str] = field(default_factory=list)
+    note: str | None = None  # duplicates ignored, or why the listing stopped before its end
+    # every key of the account is named, in `keys` or `unreadable`, or was disabled: the
+    # listing reached its last page and no skipped item lacked a hash
+    complete: bool = True
 
 
 @dataclass(frozen=True)

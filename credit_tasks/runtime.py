@@ -9,11 +9,13 @@ settings. The client and the channels are made on first use: `status` needs neit
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from functools import cached_property
 
 from .channels import Channel, load_channels
 from .client import OpenRouterClient
 from .errors import ConfigError
+from .report import Report, build
 from .settings import Settings
 from .store import Store
 
@@ -55,6 +57,13 @@ class Runtime:
     def channels_error(self) -> str | None:
         """Why CREDIT_ALERT_URLS gave no channels, when it is bad."""
         return self._channels[1]
+
+    def report(self, day: str) -> Report:
+        """The daily report of `day` (YYYY-MM-DD), read from the store and, with the
+        management key, /activity; the same for the task and the command."""
+        managed = self.settings.openrouter_management_key is not None
+        read = (lambda d: self.client.activity(datetime.now(UTC), d)) if managed else None
+        return build(self.store, day, managed=managed, read_activity=read)
 
     def close(self) -> None:
         if self._client is not None:

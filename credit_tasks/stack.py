@@ -70,12 +70,14 @@ def _serve(args: argparse.Namespace, state_dir: str, demo: bool) -> int:
             "or pass --flower-port PORT"
         )
     basic_auth, shown_auth = plans.flower_auth(settings)
+    web_port = plans.web_port(args.web_port)
     state = Path(state_dir).resolve()
     sup = Supervisor(state / "logs")
     sup.handle_signals()
     try:
         plan = plans.demo(sup, settings, state, args.pace) if demo else plans.run(sup, settings)
         plans.start_services(sup, plan, state, args.flower_port, basic_auth)
+        plans.start_web(sup, plan, web_port)
         keys = Keyspace(plan.settings.credit_redis_prefix)
         url = plan.settings.redis_url
         reach = f"REDIS_URL={url} " if plan.started_redis else ""
@@ -84,10 +86,11 @@ def _serve(args: argparse.Namespace, state_dir: str, demo: bool) -> int:
         cli_url = "$REDIS_URL" if redact_url(url) != url else url  # never print a password
         say("Where to look:")
         say(f"  Flower   http://127.0.0.1:{args.flower_port}  ({shown_auth})")
+        say(f"  page     http://127.0.0.1:{web_port}/  (also /metrics, /healthz, /api/status)")
         say(f"  status   {reach}{monitor_cmd} status")
         say(f"  history  {reach}{monitor_cmd} history 1")
         say(f"  alerts   redis-cli -u {cli_url} SUBSCRIBE {keys.channel}")
-        say(f"  logs     {os.path.relpath(sup.log_dir)}/ (worker.log, flower.log)")
+        say(f"  logs     {os.path.relpath(sup.log_dir)}/ (worker.log, flower.log, web.log)")
         say("Ctrl-C stops everything. Checks and alerts as they happen:")
         plan.go()
         plans.send_first_check(plan.settings, plan.settings.check_interval_s)
@@ -123,3 +126,6 @@ def add_parsers(sub: Any) -> None:
             help="stop after e.g. 40s, 3m or 1h (default: at Ctrl-C)",
         )
         parser.add_argument("--flower-port", type=int, default=plans.FLOWER_PORT, metavar="PORT")
+        parser.add_argument(
+            "--web-port", type=int, metavar="PORT", help=f"the page's (default {plans.WEB_PORT})"
+        )

@@ -1,5 +1,8 @@
 """The Celery tasks: thin shells over the check, the store and delivery.
 
+They are shared tasks, bound to whichever app is current: the host's, or in the package's
+own worker its app. Importing this module creates no app.
+
 Each worker process holds one `Runtime` (settings, store, client, channels), built on first
 use after the fork and closed when the process shuts down. `use_runtime` installs another
 one, for tests or for a host that builds its own.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from datetime import date as datetime_date
 from typing import Any
 
 from celery import Task, shared_task
@@ -17,12 +21,12 @@ from celery.signals import (
     beat_embedded_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 from kombu.exceptions import OperationalError
 
-from . import celery as _package_app  # noqa: F401  (a plain script's .delay() sends through it)
-from . import history, notify, procs
+from . import notify, procs, report, rollup
 from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
@@ -74,6 +78,19 @@ _WORKER_PID = os.getpid()  # read in the worker's main process, before it forks
 def _die_with_the_worker(**_: Any) -> None:
     """A pool process or an embedded beat never outlives its worker, even a SIGKILLed one."""
     procs.die_with_parent(_WORKER_PID)
+
+
+@worker_ready.connect
+def _warn_if_redis_evicts(**_: Any) -> None:
+    """Once per worker, at start: an evicting Redis loses the alert state between checks."""
+    try:
+        with Runtime(load_settings()) as rt:  # its own: the pool's children build theirs
+            warning = rt.store.eviction_warning()
+    except CreditTasksError as exc:  # Redis away at start: the checks will say so
+        log.debug("Redis eviction policy not checked: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
 
 
 @shared_task(name="credit_tasks.check_credits")
@@ -172,7 +189,38 @@ def send_alert(self: Task, data: dict[str, Any]) -> dict[str, object]:
 
 @shared_task(name="credit_tasks.credit_history")
 def credit_history(hours: float = 24) -> dict[str, object]:
-    """History points of the last `hours`, oldest first, with their summary."""
+    """The last `hours` in at most 1,000 buckets (min, max, last), oldest first, summarized."""
     end = datetime.now(UTC)
-    points = runtime().store.history(end - timedelta(hours=float(hours)), end)
-    return history.report(float(hours), points)
+    rt = runtime()
+    # nothing older than the retention is kept, and the clock cannot go back 1e20 hours
+    hours = min(float(hours), rt.settings.retention_s / 3600)
+    width_s, buckets = rt.store.buckets(end - timedelta(hours=hours), end)
+    return rollup.report(hours, width_s, buckets)
+
+
+@shared_task(name="credit_tasks.daily_report")
+def daily_report(date: str | None = None) -> dict[str, object]:
+    """Build the report of `date` (yesterday, UTC, by default), keep it and deliver it once.
+
+    However many beats or workers send it, one stores the date's report (SET NX) and only
+    that one delivers it, as a message of type `report`; the others say it went out.
+    """
+    now = datetime.now(UTC)
+    day = date or report.yesterday(now)
+    try:
+        day = datetime_date.fromisoformat(day).isoformat()
+    except (TypeError, ValueError):  # sent by hand: say so, do not build a report of nothing
+        log.error("daily_report refused its date %r: use YYYY-MM-DD", day)
+        return {"date": None, "error": f"not a date: {day!r} (use YYYY-MM-DD)"}
+    try:
+        rt = runtime()
+        the_report = rt.report(day)
+        if not rt.store.save_report(day, the_report.as_dict()):
+            log.info("the report of %s went out already", day)
+            return {"date": day, "skipped": True}
+        status = rt.store.current().get("status")
+    except CreditTasksError as exc:
+        log.error("daily_report failed: %s", exc)
+        return {"date": day, "error": str(exc)}
+    _dispatch(report.as_alert(the_report, status, now))
+    return the_report.as_dict() | {"skipped": False}

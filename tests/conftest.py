@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import redis
 
+from credit_tasks.celery import DEFAULT_QUEUE, QUEUE
 from credit_tasks.procs import RedisServer, wait_until
 from credit_tasks.procs import free_port as free_port  # for the tests that import it here
 from credit_tasks.settings import Settings
@@ -153,7 +154,7 @@ def worker_receiver() -> Iterator[Receiver]:
 
 
 SERVICE_PREFIXES = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_")
-QUEUE = "celery"  # Celery's default queue, a list in the broker db
+QUEUES = (QUEUE, DEFAULT_QUEUE)  # the package's and Celery's default, lists in the broker db
 UNACKED_KEYS = ("unacked", "unacked_index")  # kombu's Redis transport: delivered, not yet acked
 
 
@@ -182,8 +183,9 @@ class SessionWorker:
                 held.append(f"{state} {request.get('name')}[{request.get('id')}]")
         broker = redis.Redis.from_url(self.broker_url)
         try:
-            if queued := broker.llen(QUEUE):
-                held.append(f"{queued} message(s) queued")
+            for queue in QUEUES:
+                if queued := broker.llen(queue):
+                    held.append(f"{queued} message(s) queued in {queue}")
         finally:
             broker.close()
         return held
@@ -242,6 +244,8 @@ def session_worker(
         app.conf.update(
             broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
         )
+        # the tests send as a plain script does: through the package's app, made current
+        app.set_current()
         proc = subprocess.Popen(
             [
                 str(BIN / "celery"),

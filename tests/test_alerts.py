@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_tasks.alerts import About, Alert, build_alert
-from credit_tasks.rules import AlertType, Notice, Status, Thresholds
+from credit_tasks import rules
+from credit_tasks.alerts import About, Alert, alert_for, build_alert
+from credit_tasks.rules import AlertType, KeySpend, Notice, SpikeFigures, Status, Thresholds
 
 T0 = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 TH = Thresholds(warning_usd=10.0, critical_usd=5.0, recovery_margin=0.1)
@@ -156,10 +158,21 @@ def test_an_account_alert_carries_no_key_or_runway_fields() -> None:
     assert set(alert.as_dict()) == EXPECTED_KEYS
 
 
-def test_the_message_gives_the_runway_when_it_is_known() -> None:
-    about = About(remaining_usd=8.2, runway_hours=19.2, window_hours=24)
+@pytest.mark.parametrize(
+    ("window_hours", "words"),
+    [
+        (24.0, "about 19 h at the pace of the last 24 h"),
+        (3.0, "about 19 h at the pace of the last 3 h"),
+        (1.5, "about 19 h at the pace of the last 1.5 h"),
+        (0.75, "about 19 h at the pace of the last 45 min"),
+    ],
+)
+def test_the_message_gives_the_runway_and_the_span_it_was_measured_over(
+    window_hours: float, words: str
+) -> None:
+    about = About(remaining_usd=8.2, runway_hours=19.2, window_hours=window_hours)
     alert = build_alert(Notice(W), alert_id="a", status=WARNING, th=TH, now=T0, about=about)
-    assert "$8.20 left, about 19 h at the last 24 h's pace" in alert.message
+    assert f"$8.20 left, {words}," in alert.message
 
 
 @pytest.mark.parametrize(
@@ -297,3 +310,91 @@ def test_an_alert_comes_back_whole_from_its_task_argument(
 def test_what_is_not_an_alert_is_refused_in_one_line(data: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"^not an alert"):
         Alert.from_dict(data)
+
+
+SPIKE = AlertType.SPIKE
+BATCH = KeySpend("9f2c", "batch-agent", 13.9)
+
+
+def spike_alert(notice: Notice, figures: SpikeFigures, line_usd: float = 2.55) -> Alert:
+    about = About(subject="account:spike", remaining_usd=85.8, spike=figures)
+    th = Thresholds(warning_usd=line_usd, critical_usd=0.0)
+    return build_alert(notice, alert_id="s", status=WARNING, th=th, now=T0, about=about)
+
+
+def test_a_spike_alert_names_the_key_behind_most_of_it_as_the_issue_shows() -> None:
+    alert = spike_alert(Notice(SPIKE), SpikeFigures(60.0, 14.2, 0.51, (BATCH,)))
+    assert alert.message == (
+        "OpenRouter spend spike: $14.20 in the last 60 min, 28× the usual $0.51/h; "
+        "most of it from key 'batch-agent' ($13.90)."
+    )
+    data = json.loads(json.dumps(alert.as_dict()))
+    assert (data["type"], data["subject"], data["threshold_usd"]) == (
+        "spike",
+        "account:spike",
+        2.55,
+    )
+    assert (data["window_minutes"], data["window_spend_usd"]) == (60.0, 14.2)
+    assert (data["baseline_usd_per_hour"], data["factor"]) == (0.51, 27.84)
+    assert data["top_keys"] == [{"hash": "9f2c", "name": "batch-agent", "spend_usd": 13.9}]
+    assert Alert.from_dict(data) == alert
+
+
+@pytest.mark.parametrize(
+    ("figures", "message"),
+    [
+        (
+            SpikeFigures(60.0, 14.2, 0.51),  # no management key: no key to name
+            "OpenRouter spend spike: $14.20 in the last 60 min, 28× the usual $0.51/h.",
+        ),
+        (
+            SpikeFigures(60.0, 6.0, 0.51, (KeySpend("h", "small", 2.0),)),
+            "OpenRouter spend spike: $6.00 in the last 60 min, 12× the usual $0.51/h; "
+            "the most from key 'small' ($2.00).",
+        ),
+        (
+            SpikeFigures(0.2, 3.0, 0.0, (KeySpend("0123456789abcdef", "", 3.0),)),
+            "OpenRouter spend spike: $3.00 in the last 12 s, where $0.00/h is usual; "
+            "most of it from key 0123456789ab ($3.00).",
+        ),
+    ],
+)
+def test_a_spike_alert_reads_without_a_key_with_a_small_share_or_no_usual_spend(
+    figures: SpikeFigures, message: str
+) -> None:
+    alert = spike_alert(Notice(SPIKE), figures)
+    assert alert.message == message
+    assert alert.as_dict()["top_keys"] == [
+        {"hash": k.hash, "name": k.name, "spend_usd": k.spend_usd} for k in figures.top_keys
+    ]
+
+
+def test_a_resolved_spike_says_the_pace_is_back() -> None:
+    alert = spike_alert(Notice(R, resolves=SPIKE), SpikeFigures(60.0, 0.8, 0.51))
+    assert alert.message == (
+        "OpenRouter spend is back to its usual pace: $0.80 in the last 60 min, 1.6× the usual "
+        "$0.51/h."
+    )
+    data = alert.as_dict()
+    assert (data["type"], data["resolves"], data["top_keys"]) == ("resolved", "spike", [])
+
+
+@pytest.mark.parametrize(
+    ("held", "field"),
+    [
+        ({"silenced_by": "s1"}, "silenced_by"),
+        ({"acked_by": "a0"}, "acked_by"),
+        ({"inhibited_by": "account"}, "inhibited_by"),
+    ],
+)
+def test_a_held_alert_says_so_on_its_record_and_comes_back_whole(
+    held: dict[str, str], field: str
+) -> None:
+    due = rules.Due(rules.ACCOUNT, Notice(W), WARNING, About(remaining_usd=1.0), TH)
+    alert = alert_for(replace(due, **held), alert_id="a1", now=T0)
+    data = json.loads(json.dumps(alert.as_dict()))
+    assert set(data) == EXPECTED_KEYS | {field}
+    assert data[field] == held[field]
+    assert alert.delivers is False
+    assert Alert.from_dict(data) == alert
+    assert alert_for(due, alert_id="a1", now=T0).delivers is True

@@ -1,7 +1,8 @@
 """Bad settings: one clear line and exit 3 from every command that loads them, and from a worker.
 
 The table runs `credit_tasks.cli.main` in-process (the environment is the interface here);
-a few rows run the real `credit-monitor`, `celery worker` and `celery beat` processes.
+a few rows run the real `credit-monitor`, `celery worker`, `celery beat` and `celery flower`
+processes, from another folder and from the project root (where `celeryconfig.py` is read).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from credit_tasks.cli import main
 from credit_tasks.simulator import Simulator
 
-from .conftest import API_KEY, BIN, run_cli, service_env
+from .conftest import API_KEY, BIN, ROOT, run_cli, service_env
 
 PREFIXES = ("OPENROUTER_", "CREDIT_", "CELERY_", "REDIS_")
 MUST_BE_BELOW = "CREDIT_CRITICAL_THRESHOLD must be below CREDIT_WARNING_THRESHOLD"
@@ -58,6 +59,14 @@ ROWS: list[tuple[str, str, str]] = [
     ("CREDIT_KEY_CRITICAL_PERCENT", "30", "CREDIT_KEY_CRITICAL_PERCENT must be below"),
     ("CREDIT_BURN_WINDOW_HOURS", "0", "CREDIT_BURN_WINDOW_HOURS='0' is invalid"),
     ("CREDIT_RUNWAY_WARNING_HOURS", "-1", "CREDIT_RUNWAY_WARNING_HOURS='-1' is invalid"),
+    ("CREDIT_RUNWAY_MIN_SPAN_MINUTES", "-1", "CREDIT_RUNWAY_MIN_SPAN_MINUTES='-1' is invalid"),
+    ("CREDIT_SPIKE_WINDOW_MINUTES", "0", "CREDIT_SPIKE_WINDOW_MINUTES='0' is invalid: set it"),
+    ("CREDIT_SPIKE_FACTOR", "-5", "CREDIT_SPIKE_FACTOR='-5' is invalid: set it to a number from 0"),
+    ("CREDIT_SPIKE_FACTOR", "1e6", "CREDIT_SPIKE_FACTOR='1e6' is invalid"),
+    ("CREDIT_SPIKE_WINDOW_MINUTES", "20000", "CREDIT_SPIKE_WINDOW_MINUTES='20000' is invalid"),
+    ("CREDIT_SPIKE_MIN_USD", "cheap", "CREDIT_SPIKE_MIN_USD='cheap' is invalid"),
+    ("CREDIT_REPORT_HOUR_UTC", "24", "CREDIT_REPORT_HOUR_UTC='24' is invalid: set it to a whole"),
+    ("CREDIT_REPORT_HOUR_UTC", "9.5", "CREDIT_REPORT_HOUR_UTC='9.5' is invalid"),
     ("CREDIT_BEAT_SCHEDULER", "cron", "CREDIT_BEAT_SCHEDULER='cron' is invalid"),
     ("CREDIT_VISIBILITY_TIMEOUT_S", "0", "CREDIT_VISIBILITY_TIMEOUT_S='0' is invalid"),
     ("CREDIT_VISIBILITY_TIMEOUT_S", "1h", "CREDIT_VISIBILITY_TIMEOUT_S='1h' is invalid"),
@@ -71,8 +80,18 @@ ROWS: list[tuple[str, str, str]] = [
     ("OPENROUTER_API_KEY", "sk-or-v1-abc\ndef", "OPENROUTER_API_KEY is invalid: set it to the key"),
     ("OPENROUTER_API_KEY", "sk-or-v1-clé", "OPENROUTER_API_KEY is invalid: set it to the key"),
     ("OPENROUTER_MANAGEMENT_KEY", "sk-or-v1-m\tx", "OPENROUTER_MANAGEMENT_KEY is invalid"),
+    # accepted once, then failing on every check: refused at start instead
+    ("CREDIT_HISTORY_RETENTION_DAYS", "36500", "CREDIT_HISTORY_RETENTION_DAYS='36500' is invalid"),
+    ("CREDIT_ALERT_COOLDOWN_HOURS", "1e308", "CREDIT_ALERT_COOLDOWN_HOURS='1e308' is invalid"),
+    ("CREDIT_ALERT_COOLDOWN_HOURS", "1e13", "CREDIT_ALERT_COOLDOWN_HOURS='1e13' is invalid"),
+    ("CREDIT_CHECK_INTERVAL_MINUTES", "0.001", "CREDIT_CHECK_INTERVAL_MINUTES='0.001' is invalid"),
+    (
+        "OPENROUTER_BASE_URL",
+        "http://alice:pw@h/api/v1",
+        "OPENROUTER_BASE_URL='http://***@h/api/v1'",
+    ),
 ]
-COMMANDS = [["check"], ["status"], ["history"], ["keys"]]
+COMMANDS = [["check"], ["status"], ["history"], ["keys"], ["silence", "list"]]
 
 
 @pytest.fixture
@@ -150,20 +169,55 @@ def test_the_real_command_says_a_bad_setting_in_one_line_and_exits_3(
     assert done.stderr.startswith(f"credit-monitor: {expected}")
 
 
-@pytest.mark.parametrize("program", ["worker", "beat"])
-def test_a_worker_or_beat_with_a_bad_setting_exits_3_with_one_line(
-    sim: Simulator, redis_server: str, tmp_path: Path, program: str
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "CREDIT_ALERT_COOLDOWN_HOURS",
+            "1e308",
+            "CREDIT_ALERT_COOLDOWN_HOURS='1e308' is invalid: set it to a number of hours "
+            "from 0 to 8760 (a year), e.g. 1",
+        ),
+        (
+            "OPENROUTER_BASE_URL",
+            "http://alice:pw@127.0.0.1:1/api/v1",
+            "OPENROUTER_BASE_URL='http://***@127.0.0.1:1/api/v1' is invalid: set it to a URL "
+            "without a user name or password (the key goes in OPENROUTER_API_KEY), "
+            "e.g. https://openrouter.ai/api/v1",
+        ),
+    ],
+)
+def test_a_worker_refuses_a_setting_beyond_its_bounds_at_start(
+    sim: Simulator, redis_server: str, tmp_path: Path, variable: str, value: str, expected: str
 ) -> None:
-    env = service_env(sim, redis_server, CREDIT_CRITICAL_THRESHOLD="20")
     done = subprocess.run(
-        [str(BIN / "celery"), "-A", "credit_tasks", program, "--loglevel=INFO"],
-        env=env,
+        [str(BIN / "celery"), "-A", "credit_tasks", "worker", "--loglevel=INFO"],
+        env=service_env(sim, redis_server, **{variable: value}),
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 3
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr == f"credit_tasks: {expected}\n"
+
+
+@pytest.mark.parametrize("program", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("where", ["elsewhere", "the project root"])
+def test_a_worker_beat_or_flower_with_a_bad_setting_exits_3_with_one_line(
+    sim: Simulator, redis_server: str, tmp_path: Path, program: str, where: str
+) -> None:
+    """The project root has `celeryconfig.py`, which loads the settings a second time."""
+    env = service_env(sim, redis_server, CREDIT_CRITICAL_THRESHOLD="20")
+    done = subprocess.run(
+        [str(BIN / "celery"), "-A", "credit_tasks", program, "--loglevel=INFO"],
+        env=env,
+        cwd=ROOT if where == "the project root" else tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr
     assert done.stdout == ""
     assert (
         done.stderr == f"credit_tasks: {MUST_BE_BELOW}: lower it or raise the warning threshold\n"

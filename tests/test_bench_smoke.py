@@ -81,6 +81,9 @@ def test_the_smoke_run_writes_the_results_it_returns(smoke: dict[str, Any]) -> N
         "keys_reps": 2,
         "latency_ms": 100.0,
         "latency_reps": 1,
+        "web_days": 1.0,
+        "web_keys": 250,
+        "web_rounds": 2,
     }
     assert written["machine"]["nproc"] >= 1 and written["machine"]["redis_server"]
 
@@ -154,11 +157,16 @@ def test_the_keys_benchmark_counts_round_trips_at_three_fleet_sizes(
 ) -> None:
     k = smoke["results"]["benchmarks"]["keys_10k"]
     assert [(c["keys"], c["pages"]) for c in k["counted"]] == [(2, 1), (25, 1), (250, 3)]
+    assert [c["pages_asked"] for c in k["counted"]] == [1, 1, 4]
     for c in k["counted"]:
         for which in ("first", "steady"):
             figures = c[which]
             assert figures["redis_round_trips"] >= 1 and figures["redis_commands"] >= 1
-            assert figures["http_requests"] == c["pages"] + 2  # /key, /credits, the pages
+            # /key, /credits, /workspaces, the pages asked (windows of 1, 1, 2, ...: 4 for a
+            # fleet of 3 pages), and /activity once a day (the first check of an empty store
+            # reads it; the steady one finds it cached)
+            usual = 1 if which == "first" else 0
+            assert figures["http_requests"] == c["pages_asked"] + 3 + usual
             assert _positive(figures["wall_ms"]) and _positive(figures["http_ms"])
             assert _positive(figures["redis_ms"]) and _positive(figures["list_keys_ms"])
             parts = figures["http_ms"] + figures["redis_ms"] + figures["python_ms"]
@@ -184,8 +192,23 @@ def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str
     ]
     assert len(text.splitlines()) == len(rows) + 2
     targeted = [r for r in rows if r["target"] != "-"]
-    assert len(targeted) == 10 and all(isinstance(r["met"], bool) for r in targeted)
+    assert len(targeted) == 14 and all(isinstance(r["met"], bool) for r in targeted)
     assert all(r["against"] for r in rows)
+
+
+def test_the_web_bench_times_the_page_the_history_and_the_scrape_beside_raw_reads(
+    smoke: dict[str, Any],
+) -> None:
+    w = smoke["results"]["benchmarks"]["web"]
+    assert w["checks"] == 1_440 and w["keys"] == 250
+    assert 0 < w["history_buckets"] <= 1_000
+    assert w["page_key_rows"] == 50  # the first page of keys, not the whole fleet
+    assert w["metrics_samples"] >= 3 * 250  # limit, remaining and status of each key
+    for name in ("page", "healthz", "history", "history_30d", "metrics", "raw_keys"):
+        assert w["ms"][name]["n"] == 2 and _positive(w["ms"][name]["median_ms"])
+    for name in ("raw", "raw_30d"):
+        assert w["ms"][name]["n"] == 1 and _positive(w["ms"][name]["median_ms"])
+    assert _positive(w["history_speedup"])
 
 
 def test_the_bench_leaves_no_process_behind(smoke: dict[str, Any]) -> None:

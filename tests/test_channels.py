@@ -46,6 +46,8 @@ def alert(kind: str = "warning", **extra: object) -> Alert:
         ("unknown", "OpenRouter credits: UNKNOWN", "failure"),
         ("resolved", "OpenRouter credits: resolved", "success"),
         ("runway", "OpenRouter credits: RUNWAY", "warning"),
+        ("spike", "OpenRouter credits: SPIKE", "warning"),
+        ("report", "OpenRouter credits: REPORT", "info"),
     ],
 )
 def test_two_channels_both_receive_the_alert_with_its_title_body_and_type(

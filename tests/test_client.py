@@ -140,6 +140,7 @@ def test_a_capped_key_alone_reports_what_is_left_of_its_limit() -> None:
         account_balance_usd=None,
         key_label="sk-or-v1-au7...890",
         is_free_tier=False,
+        usage_daily_usd=25.5,
     )
     assert snap.source in SOURCES
 
@@ -625,11 +626,11 @@ def test_keys_are_listed_page_by_page_and_disabled_keys_skipped() -> None:
     listing = list_keys(fake)
     assert [k.hash for k in listing.keys] == [*(f"h{i}" for i in range(100)), "last"]
     assert listing.unreadable == []
-    # the first page alone, then two at once: the one after the short page goes unread
-    offsets = sorted(int(r.url.params["offset"]) for r in fake.requests)
-    assert offsets == [0, 100, 200]
+    # no /workspaces (404): the account is listed as before workspaces
+    assert fake.paths == ["workspaces", "keys", "keys"]
+    assert [r.url.params["offset"] for r in fake.requests[1:]] == ["0", "100"]
     assert listing.keys[-1] == KeyInfo(
-        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None
+        "last", "Customer Key", "sk-or-v1-abc...123", None, None, 0.0, None, None, 0.0, 0.0, 0.0
     )
 
 
@@ -758,6 +759,8 @@ class PagedKeys:
             return ok(KEY_OLD)
         if path == "credits":
             return ok(CREDITS)
+        if path == "workspaces":
+            return error(404, "Not Found")  # an account from before workspaces
         offset = int(request.url.params["offset"])
         with self._lock:
             self.offsets.append(offset)
@@ -797,8 +800,8 @@ def test_pages_after_the_first_are_fetched_up_to_eight_at_a_time_and_read_in_ord
     elapsed = time.monotonic() - started
     assert [k.hash for k in listing.keys] == [f"k{i:05d}" for i in range(1_050)]
     assert api.most_in_flight == 8
-    # windows of 1, 2, 4 and 8 pages: 4 waits, not 11
-    assert sorted(api.offsets) == list(range(0, 1_500, 100))
+    # windows of 1, 1, 2, 4 and 8 pages: 5 waits, not 11
+    assert sorted(api.offsets) == list(range(0, 1_600, 100))
     assert elapsed < 9 * 0.05, elapsed  # one after another: 11 * 0.05
 
 
@@ -811,11 +814,11 @@ def test_a_concurrency_of_one_pages_one_after_another() -> None:
 
 
 def test_a_failed_page_fails_the_listing_once_every_request_of_its_window_is_done() -> None:
-    api = PagedKeys(5_000, delay_s=0.02, fail_offset=300)
+    api = PagedKeys(5_000, delay_s=0.02, fail_offset=500)
     with paged_client(api) as client, pytest.raises(FetchError, match="400 Bad offset"):
         client.list_keys(NOW)
-    # windows of 1 and 2, then 4 with the failure in it (offsets 300-600)
-    assert api.in_flight == 0 and api.finished == len(api.offsets) == 7
+    # windows of 1, 1 and 2, then 4 with the failure in it (offsets 400-700)
+    assert api.in_flight == 0 and api.finished == len(api.offsets) == 8
 
 
 def test_a_check_at_100_ms_per_request_lists_ten_thousand_keys_in_well_under_five_seconds() -> None:
@@ -825,7 +828,7 @@ def test_a_check_at_100_ms_per_request_lists_ten_thousand_keys_in_well_under_fiv
         reading = client.read(NOW)
     elapsed = time.monotonic() - started
     assert reading.listing is not None and len(reading.listing.keys) == 10_000
-    # /key, then /credits beside 15 windows of /keys (1, 2, 4, then 8): about 1.6 s
+    # /key, then /credits beside 16 windows of /keys (1, 1, 2, 4, then 8): about 1.7 s
     # (one after another: 10.2 s)
     assert elapsed < 3.0, elapsed
 
@@ -843,3 +846,221 @@ def test_a_403_on_credits_falls_back_to_the_key_limit_when_the_key_has_one() -> 
     rejected = FakeOpenRouter(key=ok(KEY_CAPPED), credits=error(401, "User not found."))
     with pytest.raises(KeyRejected, match="rejected OPENROUTER_MANAGEMENT_KEY"):
         fetch(rejected, openrouter_management_key=MANAGEMENT_KEY)
+
+
+def workspace(workspace_id: str, name: str) -> dict[str, object]:
+    return {"id": workspace_id, "name": name, "slug": name.lower()}
+
+
+def test_every_workspace_is_listed_and_each_key_carries_its_workspace_name() -> None:
+    answers = {
+        "ws-default": ok({"data": [keys_item("a")]}),
+        "ws-research": ok({"data": [keys_item("b", usage_daily=1.5, usage_weekly=4.0)]}),
+    }
+
+    def keys_of(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.params["workspace_id"]]
+
+    fake = FakeOpenRouter(
+        workspaces=ok(
+            {
+                "data": [workspace("ws-default", "Default"), workspace("ws-research", "Research")],
+                "total_count": 2,
+            }
+        )
+    )
+    transport = httpx.MockTransport(
+        lambda r: keys_of(r) if r.url.path.endswith("/keys") else fake(r)
+    )
+    http = httpx.Client(transport=transport, base_url=BASE_URL)
+    client = OpenRouterClient(make_settings(openrouter_management_key=MANAGEMENT_KEY), http)
+    listing = client.list_keys(NOW)
+    assert [(k.hash, k.workspace) for k in listing.keys] == [
+        ("a", "Default"),
+        ("b", "Research"),
+    ]
+    assert (listing.keys[1].usage_daily_usd, listing.keys[1].usage_weekly_usd) == (1.5, 4.0)
+    assert fake.paths == ["workspaces"]
+    assert fake.requests[0].url.params["limit"] == "100"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [error(404, "Not Found"), ok({"data": [], "total_count": 0})],
+    ids=["404", "an empty list"],
+)
+def test_an_account_without_workspaces_is_listed_as_before_them(answer: httpx.Response) -> None:
+    fake = FakeOpenRouter(workspaces=answer, keys=ok({"data": [keys_item("a")]}))
+    listing = list_keys(fake)
+    assert [(k.hash, k.workspace) for k in listing.keys] == [("a", None)]
+    assert "workspace_id" not in fake.requests[-1].url.params
+
+
+def test_a_workspaces_answer_that_cannot_be_read_fails_the_listing_in_one_line() -> None:
+    fake = FakeOpenRouter(workspaces=ok({"data": [{"name": "no id"}]}))
+    with pytest.raises(MalformedAnswer, match=r"/workspaces with a bad field data\.0\.id"):
+        list_keys(fake)
+
+
+ACTIVITY_ROW = {
+    "date": "2026-03-03",
+    "model": "openai/gpt-4.1",
+    "model_permaslug": "openai/gpt-4.1-2025-04-14",
+    "endpoint_id": "550e8400-e29b-41d4-a716-446655440000",
+    "provider_name": "OpenAI",
+    "usage": 0.015,
+    "byok_usage_inference": 0.012,
+    "requests": 5,
+    "prompt_tokens": 50,
+    "completion_tokens": 125,
+    "reasoning_tokens": 25,
+}
+
+
+def test_activity_is_read_across_workspaces_or_for_one_day() -> None:
+    fake = FakeOpenRouter(activity=ok({"data": [ACTIVITY_ROW]}))
+    client = make_client(fake, openrouter_management_key=MANAGEMENT_KEY)
+    [row] = client.activity(NOW)
+    assert (row.date, row.model, row.provider, row.usage_usd, row.requests) == (
+        "2026-03-03",
+        "openai/gpt-4.1",
+        "OpenAI",
+        0.015,
+        5,
+    )
+    client.activity(NOW, "2026-03-03")
+    assert [dict(r.url.params) for r in fake.requests] == [{}, {"date": "2026-03-03"}]
+    assert fake.requests[0].headers["Authorization"] == f"Bearer {MANAGEMENT_KEY}"
+
+
+def test_activity_needs_the_management_key_and_says_so() -> None:
+    fake = FakeOpenRouter(activity=ok({"data": []}))
+    with pytest.raises(FetchError, match="OPENROUTER_MANAGEMENT_KEY"):
+        make_client(fake).activity(NOW)
+    assert fake.requests == []
+    forbidden = FakeOpenRouter(activity=error(403, "Only management keys can"))
+    with pytest.raises(KeyRejected, match="not a management key"):
+        make_client(forbidden, openrouter_management_key=MANAGEMENT_KEY).activity(NOW)
+
+
+def test_the_spend_of_the_day_week_and_month_of_the_watched_key_is_read() -> None:
+    key = key_with(usage_daily=1.0, usage_weekly=2.0, usage_monthly=3.0)
+    snap = fetch(FakeOpenRouter(key=ok(key)))
+    assert (snap.usage_daily_usd, snap.usage_weekly_usd, snap.usage_monthly_usd) == (1.0, 2.0, 3.0)
+    assert fetch(FakeOpenRouter(key=ok(KEY_OLD))).usage_daily_usd is None  # an older answer
+
+
+ESCAPES = "\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\x08\x7f\u202e\u2066\u200f\u200b"
+
+
+def _clean(text: str) -> bool:
+    return text.isprintable() and "\x1b" not in text
+
+
+def test_names_labels_hashes_and_resets_of_keys_lose_their_control_characters() -> None:
+    item = keys_item(
+        f"hash{ESCAPES}1",
+        name=f"{ESCAPES}CLEARED",
+        label=f"sk-or-v1-abc...123{ESCAPES}",
+        limit_reset=f"monthly{ESCAPES}",
+    )
+    [key] = list_keys(FakeOpenRouter(keys=ok({"data": [item]}))).keys
+    for text in (key.hash, key.name, key.label, key.limit_reset or ""):
+        assert _clean(text), text
+    assert key.name == "[2J[H]0;owned31mCLEARED"
+    assert key.hash == "hash[2J[H]0;owned31m1"
+
+
+def test_a_hash_that_is_nothing_but_control_characters_is_an_unreadable_item() -> None:
+    listing = list_keys(FakeOpenRouter(keys=ok({"data": [keys_item("\x1b\u202e\x07")]})))
+    assert listing.keys == [] and listing.unreadable == ["item 1 of page 1"]
+
+
+def test_the_label_of_the_key_itself_loses_its_control_characters() -> None:
+    snap = fetch(FakeOpenRouter(key=ok(key_with(label=f"sk-or-v1-0fa...240{ESCAPES}"))))
+    assert snap.key_label is not None and _clean(snap.key_label)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 500])
+def test_an_api_error_message_loses_its_control_characters(status: int) -> None:
+    said = f"{ESCAPES}screen cleared"
+    fake = FakeOpenRouter(key=error(status, said), auth_key=error(404, said))
+    with pytest.raises(FetchError) as info:
+        fetch(fake, credit_retry_attempts=1)
+    assert _clean(str(info.value)) and "screen cleared" in str(info.value)
+
+
+def test_a_key_echoed_with_a_zero_width_character_inside_is_still_masked() -> None:
+    hidden = f"{API_KEY[:10]}\u200b{API_KEY[10:]}"
+    with pytest.raises(KeyRejected) as info:
+        fetch(FakeOpenRouter(key=error(401, f"bad key {hidden}")))
+    assert API_KEY not in str(info.value) and "bad key ***" in str(info.value)
+
+
+def test_a_server_that_repeats_its_page_is_asked_twice_and_each_key_counted_once() -> None:
+    page = {"data": [keys_item(f"h{i}") for i in range(101)]}  # more than a page, every time
+    fake = FakeOpenRouter(keys=ok(page))
+    listing = list_keys(fake)
+    assert fake.paths == ["workspaces", "keys", "keys"]  # no workspaces (404): /keys alone
+    assert [k.hash for k in listing.keys] == [f"h{i}" for i in range(101)]
+    assert listing.note == (
+        "/keys page 2 brought no new key: listing stopped there (does the server ignore offset?)"
+    )
+    assert listing.complete is False  # keys past the repeat may exist: none is pruned
+
+
+def test_a_hash_listed_twice_counts_once_with_the_copy_that_has_less_left() -> None:
+    for first, second in ((9.0, 0.1), (0.1, 9.0)):  # whatever their order
+        items = [
+            keys_item("twin", limit=10, limit_remaining=first),
+            keys_item("other"),
+            keys_item("twin", limit=10, limit_remaining=second),
+        ]
+        listing = list_keys(FakeOpenRouter(keys=ok({"data": items})))
+        assert [(k.hash, k.remaining_usd) for k in listing.keys] == [
+            ("twin", 0.1),
+            ("other", 10.0),
+        ]
+        assert listing.note == "1 duplicate /keys item ignored"
+        assert listing.complete is True
+
+
+def test_a_hash_on_two_pages_counts_once_and_the_listing_goes_on() -> None:
+    page1 = {"data": [keys_item(f"h{i}") for i in range(100)]}
+    page2 = {"data": [keys_item("h0"), keys_item("h99"), keys_item("new")]}
+    listing = list_keys(FakeOpenRouter(keys=[ok(page1), ok(page2)]))
+    assert len(listing.keys) == 101 and listing.keys[-1].hash == "new"
+    assert listing.note == "2 duplicate /keys items ignored"
+
+
+def test_a_listing_that_never_ends_stops_at_the_page_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("credit_tasks.client.MAX_KEY_PAGES", 3)
+    pages = [ok({"data": [keys_item(f"p{p}-{i}") for i in range(100)]}) for p in range(5)]
+    fake = FakeOpenRouter(keys=pages)
+    listing = list_keys(fake)
+    assert fake.paths.count("keys") == 3 and len(listing.keys) == 300
+    assert listing.note == "/keys went on past 3 pages: listing stopped there"
+    assert listing.complete is False
+
+
+def test_a_skipped_item_without_a_hash_leaves_the_listing_incomplete() -> None:
+    named = list_keys(FakeOpenRouter(keys=ok({"data": [{"hash": "h", "usage": "x"}]})))
+    unnamed = list_keys(FakeOpenRouter(keys=ok({"data": [{"usage": "x"}]})))
+    assert (named.complete, unnamed.complete) == (True, False)
+
+
+def test_a_workspace_that_repeats_its_page_stops_there_and_the_next_is_still_listed() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/workspaces"):
+            return ok({"data": [workspace("ws-a", "A"), workspace("ws-b", "B")], "total_count": 2})
+        if request.url.params["workspace_id"] == "ws-a":
+            return ok({"data": [keys_item(f"a{i}") for i in range(100)]})  # the same page, always
+        return ok({"data": [keys_item("b0")]})
+
+    http = httpx.Client(transport=httpx.MockTransport(answer), base_url=BASE_URL)
+    client = OpenRouterClient(make_settings(openrouter_management_key=MANAGEMENT_KEY), http)
+    listing = client.list_keys(NOW)
+    assert [k.hash for k in listing.keys][-1] == "b0" and len(listing.keys) == 101
+    assert {k.workspace for k in listing.keys} == {"A", "B"}
+    assert listing.note is not None and "page 2 brought no new key" in listing.note
+    assert listing.complete is False  # a workspace was not listed to its end: none is pruned

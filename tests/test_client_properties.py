@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from credit_tasks.answers import MAX_USD
 from credit_tasks.client import OpenRouterClient, Snapshot
-from credit_tasks.rules import Status, Thresholds, classify
+from credit_tasks.rules import Status, Thresholds, cents, classify
 from credit_tasks.settings import Settings
+from credit_tasks.text import plain
 
 from .schema import SCHEMA, problems
 
@@ -157,9 +158,10 @@ def test_any_answer_the_table_allows_is_read_and_classified_by_the_rules(
     else:
         assert snap.source in ("key_limit", "account")
         status = classify(expected, Status.OK, th)
-        if expected <= 0 or expected < th.critical_usd:
+        left = cents(expected)  # money is compared as the messages show it
+        if left <= 0 or left < cents(th.critical_usd):
             assert status is Status.CRITICAL
-        elif expected >= th.warning_usd:
+        elif left >= cents(th.warning_usd):
             assert status is Status.OK
 
 
@@ -167,18 +169,36 @@ def test_any_answer_the_table_allows_is_read_and_classified_by_the_rules(
 @given(page=answer("keys_page"))
 def test_any_keys_page_the_table_allows_is_read_whole(page: dict[str, Any]) -> None:
     assert problems("keys_page", page) == []
+    # as the API sends them: one item per key, each with a hash (texts are cleaned)
+    hashes = [plain(item["hash"]) for item in page["data"]]
+    assume(all(hashes) and len(set(hashes)) == len(hashes))
     with client_for({"key": {}, "keys": page}, management=True) as client:
         listing = client.list_keys(NOW)
     assert listing.unreadable == []
     event(f"{len(page['data'])} items")
     enabled = [item for item in page["data"] if not item["disabled"]]
-    assert [k.hash for k in listing.keys] == [item["hash"] for item in enabled]
+    assert [k.hash for k in listing.keys] == [plain(item["hash"]) for item in enabled]
     for key, item in zip(listing.keys, enabled, strict=True):
         derived = None if item["limit"] is None else item["limit"] - item["usage"]
         left = item["limit_remaining"]
         assert key.remaining_usd == (derived if left is None else left)
+        reset = item["limit_reset"]
         assert (key.limit_usd, key.usage_usd, key.limit_reset) == (
             item["limit"],
             item["usage"],
-            item["limit_reset"],
+            None if reset is None else plain(reset),
         )
+
+
+@PROPERTIES
+@given(page=answer("keys_page"))
+def test_any_keys_page_gives_one_printable_key_per_hash(page: dict[str, Any]) -> None:
+    with client_for({"key": {}, "keys": page}, management=True) as client:
+        listing = client.list_keys(NOW)
+    hashes = [k.hash for k in listing.keys]
+    assert len(hashes) == len(set(hashes))
+    for key in listing.keys:
+        texts = (key.hash, key.name, key.label, key.limit_reset or "")
+        assert key.hash and all(text.isprintable() for text in texts)
+    enabled = {plain(item["hash"]) for item in page["data"] if not item["disabled"]}
+    assert set(hashes) <= enabled

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import redis
 from credit_tasks.simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY
 from credit_tasks.stack import parse_duration
 
-from .conftest import BIN, free_port, wait_for
+from .conftest import BIN, ROOT, free_port, wait_for
 
 CLEAN_ENV = {
     k: v
@@ -64,6 +65,14 @@ def in_groups(pgids: set[int]) -> list[int]:
     return found
 
 
+def published(pubsub: object) -> list[dict[str, object]]:
+    """The messages the channel has brought since the last call."""
+    out = []
+    while (message := pubsub.get_message(timeout=0.1)) is not None:  # type: ignore[attr-defined]
+        out.append(json.loads(message["data"]))
+    return out
+
+
 def alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -81,7 +90,8 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
     tmp_path: Path,
 ) -> None:
     flower_port = free_port()
-    argv = ["demo", "--for", "50s", "--pace", "5", "--flower-port", str(flower_port)]
+    # at pace 5 the loop starts 38 s in: its spike is alerted within about 10 s
+    argv = ["demo", "--for", "65s", "--pace", "5", "--flower-port", str(flower_port)]
     proc = subprocess.Popen(
         [str(BIN / "credit-monitor"), *argv],
         cwd=tmp_path,
@@ -110,6 +120,20 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
         message = wait_for(lambda: pubsub.get_message(timeout=0.5), 45, "an alert on the channel")
         alert = json.loads(message["data"])
         assert alert["type"] == "warning"
+        spike = wait_for(
+            lambda: next((m for m in published(pubsub) if m["type"] == "spike"), None),
+            45,
+            "the looping key's spike on the channel",
+        )
+        assert spike["top_keys"][0]["name"] == "batch-agent"
+        wait_for(lambda: any("ALERT  spike" in line for line in lines), 10, "the spike's line")
+
+        page_line = next(line for line in lines if " page " in line)
+        page_url = re.search(r"(http://127\.0\.0\.1:\d+/)", page_line)[1]  # type: ignore[index]
+        page = httpx.get(page_url, timeout=5)
+        assert page.status_code == 200 and 'class="balance"' in page.text
+        assert "OpenRouter credits are low" in page.text  # the warning, listed on the page
+        assert httpx.get(page_url + "healthz", timeout=5).status_code == 200
 
         flower_line = next(line for line in lines if "Flower" in line)
         password = re.search(r"password (\S+)\)", flower_line)[1]  # type: ignore[index]
@@ -118,7 +142,7 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
         assert httpx.get(flower, auth=("admin", password), timeout=5).status_code == 200
 
         started = descendants(proc.pid)
-        for name in ("redis-server", "worker --beat", "flower"):
+        for name in ("redis-server", "worker --beat", "flower", "credit_tasks serve"):
             assert any(name in cmd.replace("\0", " ") for cmd in started.values()), started
         pubsub.close()
         client.close()
@@ -139,6 +163,11 @@ def test_the_demo_shows_checks_and_alerts_and_ctrl_c_leaves_nothing_running(
     assert [pid for pid in started if alive(pid)] == []
     assert re.search(r"check  ok +\$\d+\.\d\d left", output)
     assert "ALERT  warning   OpenRouter credits are low" in output
+    assert re.search(
+        r"ALERT  spike     \[account:spike\] OpenRouter spend spike: \$[\d.]+ in the last 12 s, "
+        r"[\d.]+× the usual \$900\.00/h; most of it from key 'batch-agent' \(\$[\d.]+\)\.",
+        output,
+    ), output
     assert "nothing started here is left running" in output
     assert "Traceback" not in output
     assert DEFAULT_API_KEY not in output and DEFAULT_MANAGEMENT_KEY not in output
@@ -159,6 +188,29 @@ def test_run_without_a_key_says_so_in_one_line_and_points_to_the_demo(tmp_path: 
     assert done.stderr.count("\n") == 1
     assert "OPENROUTER_API_KEY is not set" in done.stderr and "make demo" in done.stderr
     assert not (tmp_path / ".run").exists()
+
+
+def test_make_run_without_a_key_prints_our_one_line_and_no_error_line_of_make() -> None:
+    stamp, project = ROOT / ".venv" / ".installed", ROOT / "pyproject.toml"
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    if not stamp.exists() or stamp.stat().st_mtime < project.stat().st_mtime:
+        pytest.skip("the project's .venv is not set up: make would install it first")
+    if (ROOT / ".env").exists():
+        pytest.skip("a .env in the project root may hold a key: make run would start")
+    env = {k: v for k, v in CLEAN_ENV.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == ""
+    assert done.stderr.startswith("credit-monitor: OPENROUTER_API_KEY is not set")
+    assert done.stderr.count("\n") == 1, done.stderr  # no "make: *** [run] Error 3"
+    assert done.returncode == 0
 
 
 def test_the_demo_refuses_a_busy_flower_port_in_one_line_before_starting_anything(

@@ -31,9 +31,12 @@ RETRY_ENV = {
     "CREDIT_RETRY_BUDGET_S": "3",
     "CREDIT_HTTP_TIMEOUT_S": "1",
 }
-OK_REQUESTS = {"/key": 1, "/credits": 1, "/keys": 1}
+# the listing: the workspaces, then the keys of each (the simulator's account has one)
+LISTING = {"/workspaces": 1, "/keys": 1}
+USUAL = {"/activity": 1}  # a check that reads the balance reads the usual pace, once a day
+OK_REQUESTS = {"/key": 1, "/credits": 1, **LISTING, **USUAL}
 # /keys goes out beside /credits once /key has answered: a bad /credits does not stop it
-CREDITS_FAILED = {"/key": 1, "/credits": 1, "/keys": 1}
+CREDITS_FAILED = {"/key": 1, "/credits": 1, **LISTING}
 REFUSED = "refused"  # base_url: a port nobody listens on
 
 
@@ -95,7 +98,7 @@ ROWS: dict[str, Row] = {
     ),
     "402 on /key": Row(
         [status(402)],
-        {"/key": 1, "/keys": 1},
+        {"/key": 1, **LISTING, **USUAL},
         Status.CRITICAL,
         alert="critical",
         remaining_usd=0.0,
@@ -111,7 +114,7 @@ ROWS: dict[str, Row] = {
     ),
     "402 inside a 200": Row(
         [{"kind": "error_in_200", "status": 402, "path": "/key"}],
-        {"/key": 1, "/keys": 1},
+        {"/key": 1, **LISTING, **USUAL},
         Status.CRITICAL,
         alert="critical",
         remaining_usd=0.0,
@@ -133,7 +136,7 @@ ROWS: dict[str, Row] = {
     ),
     "404 on /key, /auth/key answers": Row(
         [status(404)],
-        {"/key": 1, "/auth/key": 1, "/credits": 1, "/keys": 1},
+        {"/key": 1, "/auth/key": 1, "/credits": 1, **LISTING, **USUAL},
         Status.OK,
         remaining_usd=50.0,
         source="account",
@@ -154,7 +157,7 @@ ROWS: dict[str, Row] = {
     ),
     "429 with Retry-After 1": Row(
         [status(429, retry_after=1)],
-        {"/key": 2, "/credits": 1, "/keys": 1},
+        {"/key": 2, "/credits": 1, **LISTING, **USUAL},
         Status.OK,
         remaining_usd=50.0,
         source="account",
@@ -163,7 +166,7 @@ ROWS: dict[str, Row] = {
     ),
     "429 with X-RateLimit-Reset 1.5 s ahead": Row(
         [status(429, reset_in_s=1.5)],
-        {"/key": 2, "/credits": 1, "/keys": 1},
+        {"/key": 2, "/credits": 1, **LISTING, **USUAL},
         Status.OK,
         remaining_usd=50.0,
         source="account",
@@ -172,7 +175,7 @@ ROWS: dict[str, Row] = {
     ),
     "429 without Retry-After": Row(
         [status(429)],
-        {"/key": 2, "/credits": 1, "/keys": 1},
+        {"/key": 2, "/credits": 1, **LISTING, **USUAL},
         Status.OK,
         remaining_usd=50.0,
         source="account",
@@ -210,7 +213,7 @@ ROWS: dict[str, Row] = {
     ),
     "503 once, then an answer": Row(
         [status(503)],
-        {"/key": 2, "/credits": 1, "/keys": 1},
+        {"/key": 2, "/credits": 1, **LISTING, **USUAL},
         Status.OK,
         remaining_usd=50.0,
         source="account",

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from credit_tasks.history import Point, burn_rate_usd_per_hour, report, spend_usd, summarize
+from credit_tasks import rollup
+from credit_tasks.history import Point, burn_rate_usd_per_hour, spend_usd, summarize
 
 T0 = datetime(2026, 3, 4, 0, 0, 0, tzinfo=UTC)
 
@@ -145,39 +146,42 @@ def test_summarize_gives_the_window_at_a_glance(
     assert summarize(points) == pytest.approx(expected)
 
 
-def test_report_is_json_with_the_points_and_their_summary() -> None:
+def test_report_is_json_with_the_buckets_and_their_summary() -> None:
     points = timeline((0, 10.0), (1, None), (2, 7.5))
-    data = json.loads(json.dumps(report(24, points)))
-    assert data["hours"] == 24
-    assert data["summary"] == pytest.approx(summarize(points))
-    assert data["points"] == [
+    buckets = rollup.bucketize(points, 3600)
+    data = json.loads(json.dumps(rollup.report(24, 3600, buckets)))
+    assert data["hours"] == 24 and data["bucket_s"] == 3600
+    assert data["summary"] == pytest.approx(summarize(points) | {"points": 2})
+    assert data["buckets"] == [
         {
-            "timestamp": "2026-03-04T00:00:00+00:00",
-            "remaining_usd": 10.0,
-            "usage_usd": 90.0,
-            "status": "ok",
-            "source": "credits",
+            "start": "2026-03-04T00:00:00+00:00",
+            "checks": 1,
+            "min_usd": 10.0,
+            "max_usd": 10.0,
+            "last_usd": 10.0,
+            "first_usd": 10.0,
+            "topup_usd": 0.0,
         },
         {
-            "timestamp": "2026-03-04T01:00:00+00:00",
-            "remaining_usd": None,
-            "usage_usd": None,
-            "status": "ok",
-            "source": "credits",
-        },
-        {
-            "timestamp": "2026-03-04T02:00:00+00:00",
-            "remaining_usd": 7.5,
-            "usage_usd": 92.5,
-            "status": "ok",
-            "source": "credits",
+            "start": "2026-03-04T02:00:00+00:00",
+            "checks": 1,
+            "min_usd": 7.5,
+            "max_usd": 7.5,
+            "last_usd": 7.5,
+            "first_usd": 7.5,
+            "topup_usd": 0.0,
         },
     ]
 
 
 def test_an_empty_report_is_still_json() -> None:
-    data = json.loads(json.dumps(report(1.5, [])))
-    assert data == {"hours": 1.5, "points": [], "summary": summarize([])}
+    data = json.loads(json.dumps(rollup.report(1.5, 5, [])))
+    assert data == {
+        "hours": 1.5,
+        "bucket_s": 5,
+        "buckets": [],
+        "summary": summarize([]) | {"points": 0},
+    }
 
 
 @pytest.mark.parametrize(
@@ -196,3 +200,23 @@ def test_runway_is_the_balance_over_the_burn_rate_when_money_burns(
     from credit_tasks.history import runway_hours
 
     assert runway_hours(remaining_usd, rate) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("points", "min_span_h", "rate", "span_h"),
+    [
+        (timeline((0, 50.0), (1, 45.0)), 1.0, 5.0, 1.0),
+        (timeline((0, 50.0), (0.5, 45.0)), 1.0, None, 0.5),  # half an hour: a burst, no pace
+        (timeline((0, 50.0), (1 / 3600, 49.0)), 1.0, None, 1 / 3600),  # one second apart
+        (timeline((0, 50.0), (1 / 3600, 49.0)), 0.0, 3600.0, 1 / 3600),  # unless asked
+        (timeline((0, 50.0), (1, None), (3, 44.0)), 1.0, 2.0, 3.0),
+        (timeline((0, 50.0)), 0.0, None, 0.0),
+    ],
+)
+def test_the_burn_rate_waits_for_the_minimum_span_of_history(
+    points: list[Point], min_span_h: float, rate: float | None, span_h: float
+) -> None:
+    from credit_tasks.history import paced_burn_rate, span_hours
+
+    assert paced_burn_rate(points, min_span_h) == pytest.approx(rate)
+    assert span_hours(points) == pytest.approx(span_h)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from credit_tasks import check_credits
+from credit_tasks import check_credits, notify
 from credit_tasks.alerts import Alert
 from credit_tasks.channels import load_channels
 from credit_tasks.rules import AlertType, Status
@@ -253,3 +253,26 @@ def test_a_check_on_the_worker_sends_again_an_alert_whose_message_was_lost(
     check_credits.delay().get(timeout=30)  # published: not sent a third time
     assert pubsub.get_message(timeout=1.0) is None
     pubsub.close()
+
+
+def test_the_in_process_retries_never_wait_more_than_two_minutes_at_a_time(
+    store: Store, receiver: Receiver
+) -> None:
+    receiver.fail_next(100)
+    [channel] = load_channels(receiver.url("/down"))
+    alert = Alert(
+        id="capped-backoff",
+        type=AlertType.WARNING,
+        subject="account",
+        status=Status.WARNING,
+        remaining_usd=8.0,
+        threshold_usd=10.0,
+        message="low",
+        timestamp=datetime.now(UTC),
+    )
+    waits: list[float] = []
+    notify.deliver_with_retries(
+        store, alert, [channel], attempts=20, backoff_s=2, sleep=waits.append
+    )
+    assert waits[:7] == [2, 4, 8, 16, 32, 64, 120]
+    assert len(waits) == 19 and max(waits) == 120

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from credit_tasks.celery import BEAT_ENTRY, beat_schedule
 from credit_tasks.check import SKIPPED_SCHEDULED, policy
 from credit_tasks.rules import ACCOUNT, RUNWAY, Observation, decide
 from credit_tasks.settings import Settings
+from credit_tasks.silences import new_silence
 from credit_tasks.simulator import Simulator
 from credit_tasks.store import Commit, Store
 
@@ -107,6 +108,41 @@ def test_concurrent_alert_decisions_commit_one_transition_without_the_check_lock
         t.join(timeout=30)
     assert len(committed) == 1
     assert store.redis.lrange("openrouter:alerts:list", 0, -1) == committed
+
+
+def test_forty_concurrent_decisions_with_a_silence_commit_one_silenced_transition(
+    store: Store, settings: Settings, rdb: redis.Redis, channel: Any
+) -> None:
+    """The same race with a silence in force: one decision, recorded as silenced, not sent."""
+    now = datetime.now(UTC)
+    store.add_silence(new_silence("s1", "account", "any", timedelta(hours=1), "known", now))
+    the_policy = policy(settings)
+    observed = Observation(remaining_usd=1.0, source="account")
+    start = threading.Barrier(40)
+    committed: list[str] = []
+
+    def one() -> None:
+        start.wait()
+        while True:
+            loaded = store.load([ACCOUNT, RUNWAY], now, now)
+            decision = decide(observed, loaded.states, the_policy, now, loaded.silencing)
+            alerts = [
+                alert_for(d, alert_id=f"{threading.get_ident():x}", now=now) for d in decision.dues
+            ]
+            change = Commit(now, states=decision.states, alerts=alerts)
+            if store.commit(change, loaded):
+                committed.extend(a.id for a in alerts if not a.delivers)
+                return
+
+    threads = [threading.Thread(target=one) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(committed) == 1
+    assert rdb.lrange("openrouter:alerts:list", 0, -1) == committed
+    assert rdb.hget(f"openrouter:alerts:{committed[0]}", "silenced_by") == "s1"
+    assert published(channel, wait_s=0.3) == []
 
 
 def test_the_beat_entry_marks_its_checks_as_scheduled_with_the_interval() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from credit_tasks.celery import celery_config
+from credit_tasks.celery import QUEUE, celery_config
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
 
@@ -84,7 +84,7 @@ def sends(beat: Beat) -> int:
 
 
 def queued_tasks(queue: redis.Redis) -> list[str]:
-    return [json.loads(m)["headers"]["task"] for m in queue.lrange("celery", 0, -1)]
+    return [json.loads(m)["headers"]["task"] for m in queue.lrange(QUEUE, 0, -1)]
 
 
 def test_two_beats_on_redbeat_run_at_once_and_only_the_lock_holder_sends_check_credits(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import json
+import pkgutil
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 
 import pytest
 
@@ -298,21 +302,48 @@ def test_a_restored_state_still_honours_the_cooldown() -> None:
     assert evaluate(restored, WARNING, T0 + minutes(60), COOLDOWN_S)[1] == [Notice(W)]
 
 
-FORBIDDEN = {"redis", "httpx", "celery"}
+FORBIDDEN = {"redis", "httpx", "celery", "apprise"}
+
+
+def rules_modules() -> list[ModuleType]:
+    """The rules package and every module in it."""
+    names = [info.name for info in pkgutil.walk_packages(rules.__path__, f"{rules.__name__}.")]
+    return [rules, *(importlib.import_module(name) for name in names)]
+
+
+def in_rules(name: str) -> bool:
+    return name == rules.__name__ or name.startswith(f"{rules.__name__}.")
 
 
 def test_rules_imports_neither_redis_httpx_celery_nor_the_rest_of_the_package() -> None:
-    tree = ast.parse(inspect.getsource(rules))
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            # a relative import would reach modules that do talk to Redis or HTTP
-            assert node.level == 0, f"rules.py imports from the package: {ast.unparse(node)}"
-            imported.add((node.module or "").split(".")[0])
-    assert imported, "no imports found: the source was not read"
-    assert not imported & FORBIDDEN
+    modules = rules_modules()
+    assert {m.__name__.rsplit(".", 1)[-1] for m in modules} >= {
+        "states",
+        "subjects",
+        "silencing",
+        "decision",
+    }, "the package's modules were not found"
+    for module in modules:
+        tree = ast.parse(inspect.getsource(module))
+        imported: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # `from .states import ...` stays in the package; `from ..x` would reach
+                # modules that do talk to Redis or HTTP
+                assert node.level <= 1, f"{module.__name__} reaches out: {ast.unparse(node)}"
+                names = [node.module or ""] if node.level == 0 else []
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "credit_tasks" or in_rules(name), (
+                    f"{module.__name__} imports {name}, outside the rules package"
+                )
+                imported.add(top)
+        assert imported, f"no imports found in {module.__name__}: the source was not read"
+        assert not imported & FORBIDDEN, f"{module.__name__} imports {imported & FORBIDDEN}"
 
 
 @pytest.mark.parametrize(
@@ -364,9 +395,18 @@ POLICY = rules.Policy(
     runway_warning_hours=48.0,
     window_hours=24.0,
     unknown_after_failures=3,
+    spike_factor=5.0,
+    spike_min_usd=1.0,
 )
-ACC, RUN = rules.ACCOUNT, rules.RUNWAY
+ACC, RUN, SPK = rules.ACCOUNT, rules.RUNWAY, rules.SPIKE
 KEY = rules.Subject.key("h1")
+SPIKE = AlertType.SPIKE
+BATCH = (rules.KeySpend("hb", "batch-agent", 13.9),)
+
+
+def spike(spend_usd: float, usual_usd_per_hour: float = 0.51) -> rules.SpikeFigures:
+    """The last hour's spend against a usual hourly pace: the line is 5 × usual, $1 at least."""
+    return rules.SpikeFigures(60.0, spend_usd, usual_usd_per_hour, BATCH)
 
 
 def seen(remaining: float | None = 50.0, **more: object) -> rules.Observation:
@@ -460,6 +500,44 @@ def failed(consecutive: int, rejected: bool = False) -> rules.Observation:
             seen(50.0), {ACC: state(UNKNOWN, unknown=5)}, {ACC: OK}, [("account", R, U)],
             id="seeing again resolves unknown",
         ),
+        pytest.param(
+            seen(50.0, spike=spike(14.2)), {}, {ACC: OK, SPK: WARNING},
+            [("account:spike", SPIKE, None)], id="28 times the usual is a spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(2.5)), {}, {ACC: OK, SPK: OK}, [],
+            id="under 5 times the usual is no spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(0.9, 0.01)), {}, {ACC: OK, SPK: OK}, [],
+            id="90 times the usual but under $1 is no spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(1.0, 0.0)), {}, {ACC: OK, SPK: WARNING},
+            [("account:spike", SPIKE, None)], id="$1 where nothing is usually spent is a spike",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(2.4)), {SPK: state(WARNING, warning=10)},
+            {ACC: OK, SPK: WARNING}, [], id="a spike inside the margin lasts, quietly",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(14.2)), {SPK: state(WARNING, warning=61)},
+            {ACC: OK, SPK: WARNING}, [("account:spike", SPIKE, None)],
+            id="a lasting spike repeats after the cooldown",
+        ),
+        pytest.param(
+            seen(50.0, spike=spike(2.3)), {SPK: state(WARNING, warning=10)},
+            {ACC: OK, SPK: OK}, [("account:spike", R, SPIKE)],
+            id="a spike resolves below the line over 1 + margin",
+        ),
+        pytest.param(
+            seen(None, spike=spike(14.2)), {}, {SPK: WARNING}, [("account:spike", SPIKE, None)],
+            id="a spike is judged while the balance is not visible",
+        ),
+        pytest.param(
+            seen(50.0), {SPK: state(WARNING, warning=10)}, {ACC: OK}, [],
+            id="no usual pace leaves the spike as it was",
+        ),
     ],
 )  # fmt: skip
 def test_decide_gives_each_subject_its_status_and_the_alerts_due(
@@ -480,6 +558,37 @@ def test_decide_reads_only_the_subjects_it_names() -> None:
     assert rules.subjects_of(observed) == [ACC, RUN, KEY]
     assert rules.subjects_of(failed(1)) == [ACC]
     assert rules.subjects_of(seen(None)) == []
+    assert rules.subjects_of(seen(8.0, spike=spike(0.0))) == [ACC, RUN, SPK]
+
+
+def test_a_spike_factor_of_0_turns_spike_alerts_off() -> None:
+    off = replace(POLICY, spike_factor=0.0)
+    decision = rules.decide(seen(50.0, spike=spike(100.0)), {}, off, T0)
+    assert (decision.statuses, decision.dues) == ({ACC: OK}, ())
+
+
+def test_a_spike_alert_carries_its_line_and_figures() -> None:
+    [due] = rules.decide(seen(50.0, spike=spike(14.2)), {}, POLICY, T0).dues
+    assert due.about.subject == "account:spike"
+    assert due.about.spike == spike(14.2)
+    assert due.thresholds.warning_usd == pytest.approx(2.55)  # 5 × $0.51
+
+
+@pytest.mark.parametrize(
+    ("spend_usd", "previous", "expected"),
+    [
+        (0.0, OK, OK),
+        (0.0, WARNING, OK),
+        (2.54, OK, OK),
+        (2.55, OK, WARNING),  # at the line is a spike
+        (2.32, WARNING, WARNING),  # 2.55 / 1.1 = 2.318...: inside the margin
+        (2.31, WARNING, OK),
+    ],
+)
+def test_classify_spike_applies_the_line_with_a_recovery_margin(
+    spend_usd: float, previous: Status, expected: Status
+) -> None:
+    assert rules.classify_spike(spend_usd, 2.55, previous, 0.1) is expected
 
 
 def test_a_decision_on_the_states_it_produced_is_quiet_until_the_cooldown() -> None:
@@ -494,6 +603,7 @@ def test_a_decision_on_the_states_it_produced_is_quiet_until_the_cooldown() -> N
     [
         ("account", rules.Subject("account")),
         ("account:runway", rules.Subject("runway")),
+        ("account:spike", rules.Subject("spike")),
         ("key:abc123", rules.Subject.key("abc123")),
     ],
 )
@@ -521,3 +631,280 @@ def test_nothing_left_or_less_is_critical_whatever_the_thresholds(
     th: Thresholds, remaining_usd: float
 ) -> None:
     assert classify(remaining_usd, OK, th) is CRITICAL
+
+
+@pytest.mark.parametrize(
+    ("th", "remaining_usd", "expected"),
+    [
+        pytest.param(TH, 20.4 - 10.4, OK, id="20.4 - 10.4 is $10.00, not below $10"),
+        pytest.param(TH, 10.4 - 5.4 - 0.0000001, WARNING, id="$5.00 as shown is not below $5"),
+        pytest.param(TH, 9.994, WARNING, id="$9.99 as shown is below $10"),
+        pytest.param(
+            rules.key_thresholds(20.4, 20.0, 5.0, 0.1), 20.4 - 16.32, OK,
+            id="a key's 20% of $20.40 is $4.08, and $4.08 is left",
+        ),
+        pytest.param(
+            Thresholds(warning_usd=10.0, critical_usd=0.0), 0.004, CRITICAL,
+            id="under a cent shows as $0.00: nothing left",
+        ),
+        pytest.param(
+            Thresholds(warning_usd=10.0, critical_usd=0.0), 0.01, WARNING,
+            id="a cent left is not nothing",
+        ),
+        pytest.param(rules.key_thresholds(10.0, 20.0, 0.0, 0.1), 0.0, CRITICAL, id="key at 0%"),
+    ],
+)  # fmt: skip
+def test_money_is_compared_in_cents_as_the_messages_show_it(
+    th: Thresholds, remaining_usd: float, expected: Status
+) -> None:
+    assert classify(remaining_usd, OK, th) is expected
+
+
+def test_a_critical_at_the_line_recovers_in_cents_too() -> None:
+    # 5 * 1.1 is 5.500000000000001 in floats: $5.50 is the exit, and $5.50 leaves
+    assert classify(5.5, CRITICAL, TH) is WARNING
+
+
+def twin(remaining: float) -> rules.KeyFigures:
+    return rules.KeyFigures("h1", "twin", "sk-or-v1-abc...123", 10.0, remaining)
+
+
+def test_two_copies_of_one_key_are_judged_once_by_the_copy_with_less_left() -> None:
+    observed = seen(50.0, keys=(twin(9.0), twin(0.1), twin(5.0)))
+    decision = rules.decide(observed, {}, POLICY, T0)
+    assert rules.subjects_of(observed) == [ACC, RUN, KEY]
+    assert decision.statuses == {ACC: OK, KEY: CRITICAL}
+    assert [(str(d.subject), d.notice.type) for d in decision.dues] == [("key:h1", C)]
+    assert decision.dues[0].about.remaining_usd == 0.1
+
+
+def test_two_copies_that_disagree_raise_nothing_more_within_the_cooldown() -> None:
+    states: dict[rules.Subject, AlertState] = {}
+    sent = []
+    for n, order in enumerate([(9.0, 0.1), (0.1, 9.0), (9.0, 0.1), (0.1, 9.0)]):
+        observed = seen(50.0, keys=tuple(twin(r) for r in order))
+        decision = rules.decide(observed, states, POLICY, T0 + minutes(n))
+        states = {**states, **decision.states}
+        sent += [d.notice.type for d in decision.dues]
+    assert sent == [C]  # one critical, then quiet: no flapping, no storm
+
+
+def test_a_thousand_copies_of_one_key_give_one_alert() -> None:
+    observed = seen(50.0, keys=tuple(twin(0.1 + i / 1000) for i in range(1000)))
+    assert len(rules.decide(observed, {}, POLICY, T0).dues) == 1
+
+
+# Silences, acks and inhibition: one more input to the decision, which marks what it holds
+# back. Each row: observed, stored states, the team's silencing, the policy's inhibition, and
+# the alerts due as (subject, type, silenced_by, acked_by, inhibited_by).
+
+
+def silence(
+    subject: str, kind: str = "any", ends_in_minutes: float = 60, sid: str = "s1"
+) -> rules.Silence:
+    return rules.Silence(sid, subject, kind, T0 + minutes(ends_in_minutes), "known")
+
+
+def ack(subject: rules.Subject, since_minutes_ago: float = 600) -> rules.Ack:
+    """An ack of the episode `state()` is in (since 600 minutes before T0), by default."""
+    return rules.Ack(subject, T0 - minutes(since_minutes_ago), "a1")
+
+
+def silencing(*silences: rules.Silence, acks: tuple[rules.Ack, ...] = ()) -> rules.Silencing:
+    return rules.Silencing(silences, {a.subject: a for a in acks})
+
+
+NONE = rules.Silencing()
+HOLD_ROWS = [
+    pytest.param(
+        seen(8.0),
+        {},
+        silencing(silence("account", "warning")),
+        True,
+        [("account", W, "s1", None, None)],
+        id="a silenced warning is held",
+    ),
+    pytest.param(
+        seen(2.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(silence("account", "warning")),
+        True,
+        [("account", C, None, None, None)],
+        id="an escalation to a type not covered goes",
+    ),
+    pytest.param(
+        seen(2.0),
+        {},
+        silencing(silence("account")),
+        True,
+        [("account", C, "s1", None, None)],
+        id="any type is covered by default",
+    ),
+    pytest.param(
+        seen(50.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(silence("account", "warning")),
+        True,
+        [("account", R, None, None, None)],
+        id="a resolved is its own type",
+    ),
+    pytest.param(
+        seen(8.0),
+        {},
+        silencing(silence("account", ends_in_minutes=0)),
+        True,
+        [("account", W, None, None, None)],
+        id="a silence that has ended holds nothing",
+    ),
+    pytest.param(
+        seen(8.0),
+        {},
+        silencing(silence("key:h1"), silence("account:runway", sid="s2")),
+        True,
+        [("account", W, None, None, None)],
+        id="another subject's silence holds nothing",
+    ),
+    pytest.param(
+        seen(50.0, keys=(key(1.5),)),
+        {},
+        silencing(silence("*")),
+        True,
+        [("key:h1", W, "s1", None, None)],
+        id="* covers every subject",
+    ),
+    pytest.param(
+        seen(50.0, burn_rate_usd_per_hour=2.0, runway_hours=25.0),
+        {},
+        silencing(silence("account:runway", "runway")),
+        True,
+        [("account:runway", AlertType.RUNWAY, "s1", None, None)],
+        id="the runway's own silence",
+    ),
+    pytest.param(
+        seen(8.0),
+        {ACC: state(WARNING, warning=61)},
+        silencing(acks=(ack(ACC),)),
+        True,
+        [("account", W, None, "a1", None)],
+        id="an acked condition's repeat is held",
+    ),
+    pytest.param(
+        seen(8.0),
+        {ACC: state(WARNING, warning=61)},
+        silencing(acks=(ack(ACC, since_minutes_ago=900),)),
+        True,
+        [("account", W, None, None, None)],
+        id="an ack of an earlier episode holds nothing",
+    ),
+    pytest.param(
+        seen(2.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(acks=(ack(ACC),)),
+        True,
+        [("account", C, None, None, None)],
+        id="a worse state goes despite the ack",
+    ),
+    pytest.param(
+        seen(50.0),
+        {ACC: state(WARNING, warning=5)},
+        silencing(acks=(ack(ACC),)),
+        True,
+        [("account", R, None, None, None)],
+        id="the end of an acked condition goes",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(1.5),)),
+        {},
+        NONE,
+        True,
+        [("account", C, None, None, None), ("key:h1", W, None, None, "account")],
+        id="an account critical inhibits a key warning",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(0.1),), burn_rate_usd_per_hour=1.0, runway_hours=2.0),
+        {},
+        NONE,
+        True,
+        [
+            ("account", C, None, None, None),
+            ("account:runway", AlertType.RUNWAY, None, None, "account"),
+            ("key:h1", C, None, None, "account"),
+        ],
+        id="and a key critical and the runway",
+    ),
+    pytest.param(
+        rules.Observation(remaining_usd=0.0, source="payment_required", keys=(key(1.5),)),
+        {},
+        NONE,
+        True,
+        [("account", C, None, None, None), ("key:h1", W, None, None, "account")],
+        id="a 402 inhibits too",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(9.0),)),
+        {KEY: state(WARNING, warning=5)},
+        NONE,
+        True,
+        [("account", C, None, None, None), ("key:h1", R, None, None, None)],
+        id="a key's resolved is not inhibited",
+    ),
+    pytest.param(
+        seen(8.0, keys=(key(1.5),)),
+        {},
+        NONE,
+        True,
+        [("account", W, None, None, None), ("key:h1", W, None, None, None)],
+        id="an account warning inhibits nothing",
+    ),
+    pytest.param(
+        seen(2.0, keys=(key(1.5),)),
+        {},
+        NONE,
+        False,
+        [("account", C, None, None, None), ("key:h1", W, None, None, None)],
+        id="inhibition turned off",
+    ),
+]
+
+
+@pytest.mark.parametrize(("observed", "stored", "held", "inhibit", "dues"), HOLD_ROWS)  # fmt: skip
+def test_decide_marks_the_alerts_a_silence_an_ack_or_the_account_holds_back(
+    observed: rules.Observation,
+    stored: dict[rules.Subject, AlertState],
+    held: rules.Silencing,
+    inhibit: bool,
+    dues: list[tuple[str, AlertType, str | None, str | None, str | None]],
+) -> None:
+    the_policy = replace(POLICY, inhibit_when_account_critical=inhibit)
+    decision = rules.decide(observed, stored, the_policy, T0, held)
+    assert [
+        (str(d.subject), d.notice.type, d.silenced_by, d.acked_by, d.inhibited_by)
+        for d in decision.dues
+    ] == dues
+    assert all(
+        d.delivers is (d.silenced_by is d.acked_by is d.inhibited_by is None) for d in decision.dues
+    )
+    # held back or not, the states and the statuses are the same: the cooldown runs
+    plain = rules.decide(observed, stored, the_policy, T0)
+    assert (decision.states, decision.statuses) == (plain.states, plain.statuses)
+
+
+def test_a_silenced_condition_repeats_on_its_cooldown_once_the_silence_ends() -> None:
+    held = silencing(silence("account", "warning", ends_in_minutes=90))
+    first = rules.decide(seen(8.0), {}, POLICY, T0, held)
+    during = rules.decide(seen(8.0), first.states, POLICY, T0 + minutes(60), held)
+    after = rules.decide(seen(8.0), during.states, POLICY, T0 + minutes(100), held)
+    due = rules.decide(seen(8.0), during.states, POLICY, T0 + minutes(120), held)
+    assert [d.silenced_by for d in first.dues + during.dues] == ["s1", "s1"]
+    assert after.dues == ()  # within the cooldown of the silenced repeat
+    assert [(d.notice.type, d.delivers) for d in due.dues] == [(W, True)]
+    assert due.silences_ended == ("s1",)
+
+
+def test_an_ack_ends_with_its_episode() -> None:
+    acked = silencing(acks=(ack(ACC),))
+    same = rules.decide(seen(8.0), {ACC: state(WARNING, warning=5)}, POLICY, T0, acked)
+    worse = rules.decide(seen(2.0), {ACC: state(WARNING, warning=5)}, POLICY, T0, acked)
+    unseen = rules.decide(seen(8.0), {}, POLICY, T0, silencing(acks=(ack(KEY),)))
+    assert (same.acks_ended, worse.acks_ended) == ((), (ACC,))
+    assert unseen.acks_ended == ()  # a key this check did not judge keeps its ack

@@ -50,6 +50,12 @@ def refusal(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
         ("credit_unknown_after_failures", 3),
         ("credit_history_retention_days", 90),
         ("credit_redis_prefix", "openrouter"),
+        ("credit_spike_window_minutes", 60.0),
+        ("credit_spike_factor", 5.0),
+        ("credit_spike_min_usd", 1.0),
+        ("credit_runway_min_span_minutes", 60.0),
+        ("credit_report_hour_utc", None),
+        ("credit_inhibit_when_account_critical", True),
         ("broker_url", "redis://localhost:6379/0"),
         ("result_backend", "redis://localhost:6379/0"),
     ],
@@ -84,6 +90,15 @@ def test_an_empty_environment_gives_the_documented_defaults(
         ("CREDIT_UNKNOWN_AFTER_FAILURES", "5", "credit_unknown_after_failures", 5),
         ("CREDIT_HISTORY_RETENTION_DAYS", "30", "credit_history_retention_days", 30),
         ("CREDIT_REDIS_PREFIX", "staging.or", "credit_redis_prefix", "staging.or"),
+        ("CREDIT_SPIKE_FACTOR", "0", "credit_spike_factor", 0.0),
+        ("CREDIT_SPIKE_WINDOW_MINUTES", "15", "credit_spike_window_minutes", 15.0),
+        ("CREDIT_REPORT_HOUR_UTC", "7", "credit_report_hour_utc", 7),
+        (
+            "CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL",
+            "false",
+            "credit_inhibit_when_account_critical",
+            False,
+        ),
         ("CELERY_BROKER_URL", "redis://broker:6379/1", "broker_url", "redis://broker:6379/1"),
         (
             "CELERY_RESULT_BACKEND",
@@ -165,6 +180,7 @@ def test_a_variable_set_to_empty_counts_as_unset(
         ("CREDIT_HISTORY_RETENTION_DAYS", "-90"),
         ("CREDIT_REDIS_PREFIX", "has space"),
         ("CREDIT_REDIS_PREFIX", "a:b"),
+        ("CREDIT_INHIBIT_WHEN_ACCOUNT_CRITICAL", "maybe"),
         ("OPENROUTER_BASE_URL", "not a url"),
         ("OPENROUTER_BASE_URL", "openrouter.ai/api/v1"),
         ("OPENROUTER_BASE_URL", "ftp://openrouter.ai/api/v1"),
@@ -175,6 +191,26 @@ def test_a_variable_set_to_empty_counts_as_unset(
         ("REDIS_URL", "redis://localhost:70000/0"),
         ("CELERY_BROKER_URL", "not a url"),
         ("CELERY_RESULT_BACKEND", "redis://localhost:abc/0"),
+        # beyond what Redis and the clock can hold
+        ("CREDIT_HISTORY_RETENTION_DAYS", "36500"),
+        ("CREDIT_ALERT_COOLDOWN_HOURS", "1e308"),
+        ("CREDIT_ALERT_COOLDOWN_HOURS", "1e13"),
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "0.001"),
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "1e9"),
+        ("CREDIT_WARNING_THRESHOLD", "1e12"),
+        ("CREDIT_INITIAL_BALANCE", "1e300"),
+        ("CREDIT_UNKNOWN_AFTER_FAILURES", "1000000000000"),
+        ("CREDIT_BURN_WINDOW_HOURS", "1e308"),
+        ("CREDIT_RUNWAY_WARNING_HOURS", "1e308"),
+        ("CREDIT_HTTP_TIMEOUT_S", "1e308"),
+        ("CREDIT_RETRY_ATTEMPTS", "1000000"),
+        ("CREDIT_RETRY_BUDGET_S", "1e308"),
+        ("CREDIT_ALERT_RETRY_ATTEMPTS", "1000"),
+        ("CREDIT_ALERT_RETRY_S", "1e308"),
+        ("CREDIT_VISIBILITY_TIMEOUT_S", "1e308"),
+        ("CREDIT_VISIBILITY_TIMEOUT_S", "0.5"),
+        ("OPENROUTER_BASE_URL", "http://alice:pw@openrouter.example/api/v1"),
+        ("OPENROUTER_BASE_URL", "https://alice@openrouter.example/api/v1"),
     ],
 )
 def test_an_invalid_value_is_refused_in_one_line_naming_the_variable(
@@ -277,6 +313,22 @@ def test_require_api_key_says_to_set_openrouter_api_key() -> None:
     assert "\n" not in message
 
 
+def test_an_empty_variable_counts_as_unset_even_when_dotenv_has_a_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(
+        "CREDIT_WARNING_THRESHOLD=20\n"
+        "OPENROUTER_API_KEY=sk-or-v1-from-dotenv\n"
+        "CREDIT_CRITICAL_THRESHOLD=7\n"
+    )
+    monkeypatch.setenv("CREDIT_WARNING_THRESHOLD", "")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "")
+    settings = load_settings()
+    assert settings.credit_warning_threshold == 10.0  # the default, not .env's 20
+    assert settings.openrouter_api_key is None
+    assert settings.credit_critical_threshold == 7.0  # a variable left alone still reads .env
+
+
 def test_an_empty_api_key_is_as_good_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", "")
     with pytest.raises(ConfigError, match="OPENROUTER_API_KEY"):
@@ -304,3 +356,45 @@ def test_redact_url_hides_the_password_and_keeps_the_rest(url: str, kept: list[s
 )
 def test_redact_url_leaves_a_url_without_password_alone(url: str) -> None:
     assert redact_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "0.0167"),  # a second, about
+        ("CREDIT_CHECK_INTERVAL_MINUTES", "10080"),
+        ("CREDIT_ALERT_COOLDOWN_HOURS", "8760"),
+        ("CREDIT_HISTORY_RETENTION_DAYS", "3650"),
+        ("CREDIT_HISTORY_RETENTION_DAYS", "0.25"),
+        ("CREDIT_WARNING_THRESHOLD", "1e9"),
+        ("CREDIT_BURN_WINDOW_HOURS", "8760"),
+        ("CREDIT_RETRY_ATTEMPTS", "20"),
+        ("CREDIT_SPIKE_WINDOW_MINUTES", "10080"),
+        ("CREDIT_SPIKE_FACTOR", "1000"),
+        ("CREDIT_RUNWAY_MIN_SPAN_MINUTES", "525600"),
+        ("CREDIT_REPORT_HOUR_UTC", "23"),
+    ],
+)
+def test_the_bounds_themselves_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(), variable.lower()) == float(value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:s3cr3t-pw@openrouter.example/api/v1",
+        "https://alice.s3cr3t-pw@openrouter.example:8443/api/v1",
+        "https://:s3cr3t-pw@openrouter.example/api/v1",
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_showing_them(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    message = refusal(monkeypatch, OPENROUTER_BASE_URL=url)
+    assert message.startswith("OPENROUTER_BASE_URL='http")
+    assert "***@openrouter.example" in message
+    assert "without a user name or password" in message and "OPENROUTER_API_KEY" in message
+    assert "s3cr3t-pw" not in message and "alice" not in message

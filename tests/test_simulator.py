@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -435,7 +436,7 @@ def test_control_api_programs_the_simulator_over_http() -> None:
         assert control.get("/_sim/state").json()["keys"] == []
 
 
-def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
+def test_main_prints_the_url_and_its_keys_and_exits_cleanly_on_sigterm() -> None:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -457,6 +458,14 @@ def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
         line = process.stdout.readline().strip()
         assert line.startswith("OpenRouter simulator on http://127.0.0.1:")
         base_url = line.rsplit(" ", 1)[1]
+        keys = [process.stdout.readline().split() for _ in range(3)]
+        assert keys[0] == ["ordinary", "key", "sk-or-v1-sim-ordinary"]
+        assert keys[1][:3] == ["management", "key", "sk-or-v1-sim-management"]
+        assert keys[2][-3:] == [
+            f"OPENROUTER_BASE_URL={base_url}",
+            "OPENROUTER_API_KEY=sk-or-v1-sim-ordinary",
+            "OPENROUTER_MANAGEMENT_KEY=sk-or-v1-sim-management",
+        ]
         response = httpx.get(
             base_url + "/keys",
             timeout=5,
@@ -470,6 +479,19 @@ def test_main_prints_the_url_and_exits_cleanly_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_simulate_help_names_the_keys_it_accepts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "credit_tasks", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    assert "sk-or-v1-sim-ordinary" in done.stdout
+    assert "sk-or-v1-sim-management" in done.stdout
+    assert "answers 401 to any other" in done.stdout
 
 
 def test_raw_key_items_are_listed_first_and_paged_with_the_keys(sim: Simulator) -> None:
@@ -504,6 +526,16 @@ def _every_answer(sim: Simulator) -> list[tuple[str, str, str | None]]:
         ("keys_page", "/keys?offset=0&include_disabled=true", MANAGEMENT),
         ("keys_page", "/keys?offset=100&include_disabled=true", MANAGEMENT),
         ("keys_item_answer", f"/keys/{key_hash}", MANAGEMENT),
+        ("workspaces_page", "/workspaces", MANAGEMENT),
+        ("workspaces_page", "/workspaces?offset=1&limit=1", MANAGEMENT),
+        ("keys_page", f"/keys?workspace_id={sim.add_workspace('Research')}", MANAGEMENT),
+        ("activity_page", "/activity", MANAGEMENT),
+        ("activity_page", f"/activity?date={sim.today() - timedelta(days=1)}", MANAGEMENT),
+        ("activity_page", "/activity?group_by=workspace", MANAGEMENT),
+        ("error_answer", "/activity", ORDINARY),
+        ("error_answer", "/workspaces", ORDINARY),
+        ("error_answer", "/activity?date=yesterday", MANAGEMENT),
+        ("error_answer", "/workspaces?limit=500", MANAGEMENT),
         ("error_answer", "/credits", ORDINARY),
         ("error_answer", "/keys", ORDINARY),
         ("error_answer", "/key", None),
@@ -518,6 +550,8 @@ def test_every_answer_matches_the_field_table(sim: Simulator) -> None:
     sim.add_fleet(120)  # every limit_reset, some disabled
     sim.add_key("sk-or-v1-uncapped-key-0000", name="")  # an empty name, no cap
     sim.add_key("sk-or-v1-overspent-key-000", name="Over", limit=10.0, usage=10.5)
+    sim.seed_activity(30, 12.0)
+    sim.add_activity(str(sim.today() - timedelta(days=1)), 3.0, model="openai/gpt-4.1")
     for definition, path, key in _every_answer(sim):
         response = get(sim, path, key)
         assert problems(definition, response.json()) == [], (path, key)

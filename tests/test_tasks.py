@@ -12,6 +12,7 @@ from credit_tasks import check_credits, credit_history, send_alert
 from credit_tasks.simulator import Simulator
 
 from .conftest import API_KEY, MANAGEMENT_KEY, wait_for
+from .receiver import Receiver
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -111,13 +112,16 @@ def test_send_alert_publishes_an_alert_id_once_however_often_it_runs(
     assert rdb.lrange("openrouter:alerts:list", 0, -1) == ["a1b2c3"]
 
 
-def test_credit_history_returns_points_in_time_order_with_a_summary(sim: Simulator) -> None:
+def test_credit_history_returns_buckets_in_time_order_with_a_summary(sim: Simulator) -> None:
     for usd in (30.0, 25.0, 40.0, 35.0):
         balance(sim, usd)
         check_credits.delay().get(timeout=30)
     answer = credit_history.delay(hours=1).get(timeout=30)
-    assert [p["remaining_usd"] for p in answer["points"]] == [30.0, 25.0, 40.0, 35.0]
-    stamps = [p["timestamp"] for p in answer["points"]]
+    assert answer["bucket_s"] == 1  # a young history: buckets of a second, from its first check
+    assert sum(b["checks"] for b in answer["buckets"]) == 4
+    assert min(b["min_usd"] for b in answer["buckets"]) == 25.0
+    assert answer["buckets"][-1]["last_usd"] == 35.0
+    stamps = [b["start"] for b in answer["buckets"]]
     assert stamps == sorted(stamps)
     summary = answer["summary"]
     assert summary["first_remaining_usd"] == 30.0
@@ -158,14 +162,65 @@ def test_the_worker_checks_every_capped_key_and_alerts_on_the_low_one(
     assert "sk-or-v1-worker-customer" not in json.dumps(message)
 
 
-def test_the_worker_projects_the_runway_once_two_checks_saw_spend(sim: Simulator) -> None:
+def test_the_worker_waits_for_an_hour_of_history_before_it_projects_the_runway(
+    sim: Simulator,
+) -> None:
     balance(sim, 500.0)
     first = check_credits.delay().get(timeout=30)
     assert first["runway_hours"] is None
     balance(sim, 499.0)
     second = check_credits.delay().get(timeout=30)
-    assert second["burn_rate_usd_per_hour"] > 0
-    # a dollar in a split second: a short runway, rounded to 2 decimals in the summary
-    assert second["runway_hours"] == pytest.approx(
-        499.0 / second["burn_rate_usd_per_hour"], abs=0.006
+    # a dollar in a split second is a burst, not a pace: no runway, and no runway alert
+    assert (second["burn_rate_usd_per_hour"], second["runway_hours"]) == (None, None)
+    assert second["alerts"] == []
+
+
+BATCH = "sk-or-v1-worker-batch-agent-0001"
+
+
+def test_the_worker_alerts_a_spike_naming_the_key_behind_it(
+    sim: Simulator, rdb: redis.Redis, channel: Any, worker_receiver: Receiver
+) -> None:
+    sim.seed_activity(7, 24.0)  # usually $1/h
+    batch = sim.add_key(BATCH, name="batch-agent", usage=1.0)
+    balance(sim, 80.0)
+    assert check_credits.delay().get(timeout=30)["spike"]["status"] == "ok"
+    balance(sim, 70.0)
+    sim.update_key(batch, usage=10.0)  # $10 in a moment, $9 of it the batch key's
+    result = check_credits.delay().get(timeout=30)
+    [alert] = result["alerts"]
+    assert alert["type"] == "spike"
+    wait_for(
+        lambda: rdb.hget(f"openrouter:alerts:{alert['id']}", "delivered_at"),
+        what="the spike to be delivered",
     )
+    [message] = messages(channel)
+    assert (message["id"], message["subject"]) == (alert["id"], "account:spike")
+    assert message["message"] == (
+        "OpenRouter spend spike: $10.00 in the last 60 min, 10× the usual $1.00/h; "
+        "most of it from key 'batch-agent' ($9.00)."
+    )
+    assert message["top_keys"] == [{"hash": batch, "name": "batch-agent", "spend_usd": 9.0}]
+    assert (message["window_spend_usd"], message["factor"]) == (10.0, 10.0)
+    assert BATCH not in json.dumps(message)
+    wait_for(lambda: worker_receiver.posts, what="the spike on the Apprise channel")
+    [(_, post)] = worker_receiver.posts
+    assert post["type"] == "warning" and post["title"] == "OpenRouter credits: SPIKE"
+
+
+def test_a_top_up_through_the_worker_is_no_spike(sim: Simulator, channel: Any) -> None:
+    sim.seed_activity(7, 24.0)
+    balance(sim, 20.0)
+    check_credits.delay().get(timeout=30)
+    balance(sim, 120.0)  # $100 bought
+    result = check_credits.delay().get(timeout=30)
+    assert result["alerts"] == []
+    assert (result["spike"]["status"], result["spike"]["window_spend_usd"]) == ("ok", 0.0)
+    assert messages(channel, wait_s=0.5) == []
+
+
+def test_credit_history_asked_for_more_than_is_kept_gives_the_retention(sim: Simulator) -> None:
+    check_credits.delay().get(timeout=30)
+    answer = credit_history.delay(hours=1e20).get(timeout=30)
+    assert answer["hours"] == 90 * 24  # the default retention: nothing older exists
+    assert sum(b["checks"] for b in answer["buckets"]) == 1

@@ -1,126 +1,25 @@
-"""The simulated account: its balance, its keys, their spend, and the shapes OpenRouter gives them.
+"""The simulated account: its balance, keys, workspaces, spend and the activity it leaves.
 
-Thread-safe: every public method holds the account's lock, and the routes hold it while they
-read several figures for one answer.
+The keys' shapes are in keys.py, the workspaces' in workspaces.py, the spend by day and model
+in activity.py. Thread-safe: every public method holds the account's lock, and the routes
+hold it while they read several figures for one answer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from .activity import DEFAULT_MODEL, MODELS, Ledger
+from .keys import KEY_FIELDS, PERIODS, Key, label, now_iso, parse_time, period_labels
+from .workspaces import DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME, Workspace
 
 PAGE_SIZE = 100  # /keys items per page, as OpenRouter serves them
 LIMIT_RESETS: tuple[str | None, ...] = (None, "daily", "weekly", "monthly")
-CREATOR_USER_ID = "user_2simu1atorXXXXXXXXXXXXXXXX"
-WORKSPACE_ID = "5f1d7c2e-0b6a-4c1e-9a43-51a7e0c0d001"  # the default workspace
-_KEY_FIELDS = frozenset(
-    {"name", "limit", "usage", "limit_reset", "disabled", "management", "created_at"}
-)
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _parse_time(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def label(key: str) -> str:
-    # OpenRouter shows the first 12 characters ("sk-or-v1-" + 3) and the last 3.
-    return f"{key[:12]}...{key[-3:]}" if len(key) > 18 else f"{key[:3]}..."
-
-
-@dataclass
-class Key:
-    secret: str
-    hash: str
-    name: str
-    limit: float | None
-    usage: float
-    limit_reset: str | None
-    disabled: bool
-    management: bool
-    created_at: str
-    updated_at: str
-    seq: int
-
-    @property
-    def remaining(self) -> float | None:
-        # negative once the key is overspent, as OpenRouter reports it
-        return None if self.limit is None else self.limit - self.usage
-
-    def sort_key(self) -> tuple[datetime, int]:
-        return (_parse_time(self.created_at), self.seq)
-
-    def item(self) -> dict[str, Any]:
-        """The `/keys` item shape."""
-        u = self.usage
-        return {
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "creator_user_id": CREATOR_USER_ID,
-            "workspace_id": WORKSPACE_ID,
-            "hash": self.hash,
-            "label": label(self.secret),
-            "name": self.name,
-            "disabled": self.disabled,
-            "limit": self.limit,
-            "limit_remaining": self.remaining,
-            "limit_reset": self.limit_reset,
-            "include_byok_in_limit": False,
-            "usage": u,
-            "usage_daily": u,
-            "usage_weekly": u,
-            "usage_monthly": u,
-            "byok_usage": 0,
-            "byok_usage_daily": 0,
-            "byok_usage_weekly": 0,
-            "byok_usage_monthly": 0,
-        }
-
-    def info(self, *, free_tier: bool, minimal: bool) -> dict[str, Any]:
-        """The `/key` shape: the current one, or the older minimal one."""
-        if minimal:
-            return {
-                "label": label(self.secret),
-                "limit": self.limit,
-                "usage": self.usage,
-                "limit_remaining": self.remaining,
-                "is_free_tier": free_tier,
-                "rate_limit": {"requests": 40, "interval": "10s"},
-            }
-        u = self.usage
-        return {
-            "byok_usage": 0,
-            "byok_usage_daily": 0,
-            "byok_usage_monthly": 0,
-            "byok_usage_weekly": 0,
-            "creator_user_id": CREATOR_USER_ID,
-            "expires_at": None,
-            "include_byok_in_limit": False,
-            "is_free_tier": free_tier,
-            "is_management_key": self.management,
-            "is_provisioning_key": self.management,
-            "label": label(self.secret),
-            "limit": self.limit,
-            "limit_remaining": self.remaining,
-            "limit_reset": self.limit_reset,
-            "rate_limit": {
-                "interval": "1h",
-                "note": "This field is deprecated and safe to ignore.",
-                "requests": 1000,
-            },
-            "usage": u,
-            "usage_daily": u,
-            "usage_monthly": u,
-            "usage_weekly": u,
-        }
 
 
 class Account:
@@ -143,6 +42,16 @@ class Account:
         self._topup_below: float | None = None
         self._topup_usd = 0.0
         self._raw_items: list[object] = []
+        # a key that spends fast for a while: (hash, usd per hour, from, until) in monotonic s
+        self._loop: tuple[str, float, float, float] | None = None
+        self._today: date | None = None
+        self.ledger = Ledger()
+        stamp = now_iso()
+        self.workspaces = {
+            DEFAULT_WORKSPACE_ID: Workspace(
+                DEFAULT_WORKSPACE_ID, DEFAULT_WORKSPACE_NAME, "default", stamp
+            )
+        }
 
     def reset(self) -> None:
         with self.lock:
@@ -164,14 +73,26 @@ class Account:
         disabled: bool = False,
         management: bool = False,
         created_at: str | None = None,
+        workspace: str | None = None,
+        model: str = DEFAULT_MODEL,
+        usage_daily: float | None = None,
+        usage_weekly: float | None = None,
+        usage_monthly: float | None = None,
     ) -> str:
-        """Register (or replace) a key; returns its hash."""
+        """Register (or replace) a key; returns its hash.
+
+        `workspace` is a workspace id or name (the default one when None). The key's spend in
+        the current day, week and month is 0 unless given (a week's covers the day's, and a
+        month's the week's, when not given).
+        """
         if not key:
             raise ValueError("key must be a non-empty string")
         if limit_reset not in LIMIT_RESETS:
             raise ValueError(f"limit_reset must be one of {LIMIT_RESETS}")
-        stamp = created_at or _now_iso()
-        _parse_time(stamp)  # reject bad timestamps now, not on the next /keys request
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}")
+        stamp = created_at or now_iso()
+        parse_time(stamp)  # reject bad timestamps now, not on the next /keys request
         with self.lock:
             self.accrue()
             self._seq += 1
@@ -187,7 +108,14 @@ class Account:
                 stamp,
                 stamp,
                 self._seq,
+                self._workspace(workspace).id,
+                model,
             )
+            weekly = usage_weekly if usage_weekly is not None else usage_daily
+            monthly = usage_monthly if usage_monthly is not None else weekly
+            labels = period_labels(self.today())
+            for kind, spent in zip(PERIODS, (usage_daily, weekly, monthly), strict=True):
+                entry.bases[kind] = (labels[kind], entry.usage - float(spent or 0.0))
             self._by_secret[key] = self._by_hash[entry.hash] = entry
             self._order = None
             return entry.hash
@@ -210,27 +138,94 @@ class Account:
             )
 
     def update_key(self, key_or_hash: str, **fields: Any) -> None:
-        unknown = set(fields) - _KEY_FIELDS
+        unknown = set(fields) - KEY_FIELDS
         if unknown:
             raise ValueError(f"unknown key fields: {sorted(unknown)}")
         if fields.get("limit_reset") not in LIMIT_RESETS:
             raise ValueError(f"limit_reset must be one of {LIMIT_RESETS}")
         if "created_at" in fields:
-            _parse_time(fields["created_at"])
+            parse_time(fields["created_at"])
+        if fields.get("model", DEFAULT_MODEL) not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}")
         with self.lock:
             self.accrue()
             entry = self.find(key_or_hash)
             for name, value in fields.items():
                 if name in ("limit", "usage") and value is not None:
                     value = float(value)
+                if name == "usage":  # a usage set by hand is not spend of this day or week
+                    moved = value - entry.usage
+                    entry.bases = {
+                        k: (label, base + moved) for k, (label, base) in entry.bases.items()
+                    }
                 setattr(entry, name, value)
-            entry.updated_at = _now_iso()
+            entry.updated_at = now_iso()
             self._order = None
 
     def add_raw_key_item(self, item: object) -> None:
         """List `item` as it is in /keys, before every key: a server sending what cannot be read."""
         with self.lock:
             self._raw_items.append(item)
+
+    def add_workspace(self, name: str) -> str:
+        """Add a workspace (its id follows from its name); returns its id."""
+        if not name:
+            raise ValueError("a workspace needs a name")
+        with self.lock:
+            workspace = Workspace.named(name, now_iso())
+            self.workspaces.setdefault(workspace.id, workspace)
+            return workspace.id
+
+    def _workspace(self, id_or_name: str | None) -> Workspace:
+        if id_or_name is None:
+            return self.workspaces[DEFAULT_WORKSPACE_ID]
+        for w in self.workspaces.values():
+            if id_or_name in (w.id, w.name, w.slug):
+                return w
+        raise KeyError("no such workspace")
+
+    def add_activity(
+        self,
+        day: str,
+        usage: float,
+        *,
+        model: str = DEFAULT_MODEL,
+        requests: int | None = None,
+        key: str | None = None,
+        workspace: str | None = None,
+    ) -> None:
+        """Record spend on a past day, as /activity will show it once the day is complete."""
+        with self.lock:
+            when = date.fromisoformat(day)
+            entry = self.find(key) if key is not None else None
+            where = entry.workspace_id if entry else self._workspace(workspace).id
+            self.ledger.add(
+                when, model, entry.hash if entry else None, where, float(usage), requests
+            )
+
+    def seed_activity(self, days: int, usd_per_day: float) -> None:
+        """The same spend on each of the last `days` completed days: a usual pace."""
+        for back in range(1, days + 1):
+            self.add_activity((self.today() - timedelta(days=back)).isoformat(), usd_per_day)
+
+    def set_today(self, day: str | None) -> None:
+        """The simulator's UTC date (None: the real one), for tests that fix the time."""
+        with self.lock:
+            self._today = None if day is None else date.fromisoformat(day)
+
+    def today(self) -> date:
+        return self._today or datetime.now(UTC).date()
+
+    def set_loop(
+        self, *, key: str, usd_per_hour: float, after_s: float = 0.0, for_s: float | None = None
+    ) -> None:
+        """Make `key` spend `usd_per_hour` besides the steady spend: from `after_s` seconds on,
+        for `for_s` seconds (None: until stopped, usd_per_hour=0 stops it)."""
+        with self.lock:
+            self.accrue()
+            start = time.monotonic() + float(after_s)
+            end = math.inf if for_s is None else start + float(for_s)
+            self._loop = (self.find(key).hash, float(usd_per_hour), start, end)
 
     def reset_key_usage(self, key_or_hash: str) -> None:
         """What a daily/weekly/monthly limit reset does: the key's usage back to 0."""
@@ -288,29 +283,52 @@ class Account:
 
     def accrue(self) -> None:
         """Charge the spend since the last call, then top up if the balance fell too low."""
-        now = time.monotonic()
-        amount = self._spend_rate * (now - self._last_accrual) / 3600.0
+        now, last = time.monotonic(), self._last_accrual
         self._last_accrual = now
-        entry = self._by_hash.get(self._spend_hash) if self._spend_hash else None
+        spenders = [(self._spend_hash, self._spend_rate, -math.inf, math.inf)]
+        if self._loop is not None:
+            spenders.append(self._loop)
+        labels = period_labels(self.today())
+        for key_hash, rate, start, end in spenders:
+            seconds = max(0.0, min(now, end) - max(last, start))
+            if seconds > 0 and rate > 0:
+                self._charge(key_hash, rate * seconds / 3600.0, labels)
+        if self._topup_below is not None and self._credits - self._usage < self._topup_below:
+            self._credits += self._topup_usd
+
+    def _charge(self, key_hash: str | None, amount: float, labels: dict[str, str]) -> None:
+        entry = self._by_hash.get(key_hash) if key_hash else None
         if entry is not None:
             # A disabled or capped-out key cannot spend, as on OpenRouter.
             room = 0.0 if entry.disabled else entry.remaining
             amount = amount if room is None else min(amount, max(room, 0.0))
+            entry.roll(labels)  # what was spent before a new day began stays in the old one
             entry.usage += amount
         self._usage += amount
-        if self._topup_below is not None and self._credits - self._usage < self._topup_below:
-            self._credits += self._topup_usd
+        model = entry.model if entry else DEFAULT_MODEL
+        where = entry.workspace_id if entry else DEFAULT_WORKSPACE_ID
+        self.ledger.add(self.today(), model, key_hash if entry else None, where, amount)
 
     def totals(self) -> tuple[float, float]:
         """`total_credits` and `total_usage`, as `/credits` answers them."""
         return self._credits, self._usage
 
-    def keys_page(self, offset: int, include_disabled: bool) -> list[object]:
-        """One `/keys` page: the raw items first, then the API keys, most recent first."""
-        raw = self._raw_items[offset : offset + PAGE_SIZE]
-        start = max(offset - len(self._raw_items), 0)
-        page = self._ordered(include_disabled)[start : start + PAGE_SIZE - len(raw)]
-        return [*raw, *(k.item() for k in page)]
+    def keys_page(
+        self, offset: int, include_disabled: bool, workspace_id: str | None = None
+    ) -> list[object]:
+        """One `/keys` page of one workspace (the default one when None): the raw items first,
+        then the API keys, most recent first."""
+        default = workspace_id in (None, DEFAULT_WORKSPACE_ID)
+        raws = self._raw_items if default else []
+        raw = raws[offset : offset + PAGE_SIZE]
+        start = max(offset - len(raws), 0)
+        keys = self._ordered(include_disabled)
+        if not default or len(self.workspaces) > 1:
+            wanted = workspace_id or DEFAULT_WORKSPACE_ID
+            keys = [k for k in keys if k.workspace_id == wanted]
+        page = keys[start : start + PAGE_SIZE - len(raw)]
+        labels = period_labels(self.today())
+        return [*raw, *(k.item(labels) for k in page)]
 
     def _ordered(self, include_disabled: bool) -> list[Key]:
         # Sorted once per change of the key set, so paging 10,000 keys only slices.

@@ -10,10 +10,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .faults import API_PREFIX, Fault
+from .keys import period_labels
+from .workspaces import WORKSPACES_PAGE_DEFAULT, WORKSPACES_PAGE_MAX
 
 if TYPE_CHECKING:
     from .server import Simulator
@@ -50,6 +53,7 @@ class Switches:
     minimal_shape: bool = False  # /key answers the older, minimal shape
     credits_zeros_for_ordinary: bool = False  # /credits answers zeros instead of 403
     latency_ms: float = 0.0  # every API answer waits this long, as over a real network
+    no_workspaces: bool = False  # an account from before workspaces: /workspaces answers 404
 
 
 def json_response(status: int, payload: object, headers: dict[str, str] | None = None) -> Response:
@@ -99,9 +103,11 @@ def answer(sim: Simulator, method: str, path: str, query: str, auth: str | None)
     """The normal answer to an API request."""
     sub = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else ""
     is_single = sub.startswith("/keys/") and len(sub) > 6 and "/" not in sub[6:]
-    if sub not in ("/key", "/auth/key", "/credits", "/keys") and not is_single:
+    if sub not in API_PATHS and not is_single:
         return error_response(404)
-    if sub == "/key" and sim.switches.legacy:
+    if (sub == "/key" and sim.switches.legacy) or (
+        sub == "/workspaces" and sim.switches.no_workspaces
+    ):
         return error_response(404)
     if method != "GET":
         return error_response(405)
@@ -114,8 +120,10 @@ def answer(sim: Simulator, method: str, path: str, query: str, auth: str | None)
         if caller is None or caller.disabled:
             return error_response(401, "User not found.")
         total_credits, total_usage = sim.totals()
+        labels = period_labels(sim.today())
         if sub in ("/key", "/auth/key"):
-            info = caller.info(free_tier=total_credits <= 0, minimal=sim.switches.minimal_shape)
+            free = total_credits <= 0
+            info = caller.info(labels, free_tier=free, minimal=sim.switches.minimal_shape)
             return json_response(200, {"data": info})
         if sub == "/credits" and not caller.management and sim.switches.credits_zeros_for_ordinary:
             return json_response(200, {"data": {"total_credits": 0, "total_usage": 0}})
@@ -128,16 +136,56 @@ def answer(sim: Simulator, method: str, path: str, query: str, auth: str | None)
             target = sim.by_hash(sub[6:])
             if target is None or target.management:
                 return error_response(404, "Key not found")
-            return json_response(200, {"data": target.item()})
-        params = parse_qs(query)
+            return json_response(200, {"data": target.item(labels)})
+        params = {name: values[0] for name, values in parse_qs(query).items()}
+        if sub == "/activity":
+            return _activity(sim, params)
+        offset = _whole(params.get("offset", "0"))
+        if offset is None:
+            return error_response(400, "Invalid offset")
+        if sub == "/workspaces":
+            return _workspaces(sim, offset, params.get("limit"))
+        include = params.get("include_disabled", "false").lower() == "true"
+        page = sim.keys_page(offset, include, params.get("workspace_id"))
+        return json_response(200, {"data": page})
+
+
+API_PATHS = ("/key", "/auth/key", "/credits", "/keys", "/workspaces", "/activity")
+
+
+def _whole(text: str | None) -> int | None:
+    """A whole number >= 0 from a query parameter, or None."""
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _workspaces(sim: Simulator, offset: int, limit_text: str | None) -> Response:
+    limit = WORKSPACES_PAGE_DEFAULT if limit_text is None else _whole(limit_text)
+    if limit is None or not 1 <= limit <= WORKSPACES_PAGE_MAX:
+        return error_response(400, f"limit must be between 1 and {WORKSPACES_PAGE_MAX}")
+    every = sorted(sim.workspaces.values(), key=lambda w: (w.created_at, w.id))
+    page = [w.item() for w in every[offset : offset + limit]]
+    return json_response(200, {"data": page, "total_count": len(every)})
+
+
+def _activity(sim: Simulator, params: dict[str, str]) -> Response:
+    day = params.get("date")
+    if day is not None:
         try:
-            offset = int(params.get("offset", ["0"])[0])
+            date.fromisoformat(day)
         except ValueError:
-            return error_response(400, "Invalid offset")
-        if offset < 0:
-            return error_response(400, "Invalid offset")
-        include = params.get("include_disabled", ["false"])[0].lower() == "true"
-        return json_response(200, {"data": sim.keys_page(offset, include)})
+            return error_response(400, "date must be YYYY-MM-DD")
+    rows = sim.ledger.rows(
+        sim.today(),
+        day=day,
+        key_hash=params.get("api_key_hash"),
+        workspace_id=params.get("workspace_id"),
+        by_workspace=params.get("group_by") == "workspace",
+    )
+    return json_response(200, {"data": rows})
 
 
 def control(sim: Simulator, method: str, path: str, raw: bytes) -> Response:
@@ -148,6 +196,11 @@ def control(sim: Simulator, method: str, path: str, raw: bytes) -> Response:
         ("PATCH", "/_sim/keys"): lambda a: sim.update_key(**a),
         ("POST", "/_sim/keys/reset_usage"): lambda a: sim.reset_key_usage(**a),
         ("POST", "/_sim/keys/raw"): lambda a: sim.add_raw_key_item(**a),
+        ("POST", "/_sim/workspaces"): lambda a: {"id": sim.add_workspace(**a)},
+        ("POST", "/_sim/activity"): lambda a: sim.add_activity(**a),
+        ("POST", "/_sim/activity/seed"): lambda a: sim.seed_activity(**a),
+        ("POST", "/_sim/today"): lambda a: sim.set_today(**a),
+        ("POST", "/_sim/loop"): lambda a: sim.set_loop(**a),
         ("POST", "/_sim/fleet"): lambda a: sim.add_fleet(**a),
         ("POST", "/_sim/spend"): lambda a: sim.set_spend(**a),
         ("POST", "/_sim/topup"): lambda a: sim.set_topup(**a),

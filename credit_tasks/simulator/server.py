@@ -190,6 +190,7 @@ class Simulator(Account):
         minimal_shape: bool | None = None,
         credits_zeros_for_ordinary: bool | None = None,
         latency_ms: float | None = None,
+        no_workspaces: bool | None = None,
     ) -> None:
         """Switch older behaviours on or off, or set the latency; None leaves it as it is."""
         if latency_ms is not None and not 0 <= float(latency_ms) <= 60_000:
@@ -202,6 +203,8 @@ class Simulator(Account):
             s.minimal_shape = s.minimal_shape if minimal_shape is None else minimal_shape
             if credits_zeros_for_ordinary is not None:
                 s.credits_zeros_for_ordinary = credits_zeros_for_ordinary
+            if no_workspaces is not None:
+                s.no_workspaces = no_workspaces
 
     def inject(self, kind: str, **options: Any) -> None:
         """Queue a fault for the next request(s) on `path` (after /api/v1), or on any path.
