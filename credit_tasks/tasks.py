@@ -77,6 +77,8 @@ _WORKER_PID = os.getpid()  # read in the worker's main process, before it forks
 @beat_embedded_init.connect
 def _die_with_the_worker(**_: Any) -> None:
     """A pool process or an embedded beat never outlives its worker, even a SIGKILLed one."""
+    if os.getpid() == _WORKER_PID:
+        return  # `--pool=solo` (or threads) sends it in the worker itself: not a child of it
     procs.die_with_parent(_WORKER_PID)
 
 
