@@ -25,7 +25,7 @@ import httpx
 import redis
 
 from credit_tasks.check import CheckResult, run_check
-from credit_tasks.client import OpenRouterClient
+from credit_tasks.client import KEYS_CONCURRENCY, OpenRouterClient
 from credit_tasks.keyspace import Keyspace
 from credit_tasks.settings import Settings
 from credit_tasks.simulator import Simulator
@@ -89,6 +89,16 @@ def prime_fleet(sim: Simulator, count: int) -> int:
 def pages(count: int) -> int:
     """The /keys pages a check reads: the fleet and the bench's key, then a short page."""
     return (count + 1) // PAGE_SIZE + 1
+
+
+def pages_asked(count: int, concurrency: int = KEYS_CONCURRENCY) -> int:
+    """The /keys pages a check asks for: windows of 1, 1, 2, 4, then `concurrency` pages, so
+    the pages after the short one in its window are asked too, and go unread."""
+    needed, asked, window = pages(count), 0, 1
+    while asked < needed:
+        asked += window
+        window = 1 if asked < 2 else min(2 * window, concurrency)
+    return asked
 
 
 class _MeteredConnection(redis.Connection):
@@ -276,6 +286,7 @@ def counted(svc: Services, count: int, reps: int) -> dict[str, Any]:
     return {
         "keys": count,
         "pages": pages(count),
+        "pages_asked": pages_asked(count),
         "reps": reps,
         **{which: _median_check(samples) for which, samples in runs.items()},
     }
@@ -286,6 +297,42 @@ def _median_check(samples: list[dict[str, float]]) -> dict[str, float]:
     add up, as separate medians would not."""
     ordered = sorted(samples, key=lambda s: s["wall_ms"])
     return {name: round(value, 3) for name, value in ordered[(len(ordered) - 1) // 2].items()}
+
+
+def at_latency(svc: Services, count: int, latency_ms: float, reps: int) -> dict[str, Any]:
+    """Steady checks of `count` keys when every API request takes `latency_ms`: the client's
+    /keys pages eight at a time, beside the same client paging one after another."""
+    alerting = prime_fleet(svc.sim, count)
+    url = svc.url(DB_KEYS)
+    settings = bench_settings(svc.sim, url, credit_redis_prefix=PREFIX)
+    store = Store.from_settings(settings)
+    samples: dict[str, list[float]] = {"concurrent": [], "sequential": []}
+    svc.sim.configure(latency_ms=latency_ms)
+    try:
+        for name, concurrency, times in (
+            ("concurrent", KEYS_CONCURRENCY, reps),
+            ("sequential", 1, 1),
+        ):
+            with OpenRouterClient(settings, page_concurrency=concurrency) as api:
+                _fresh(store, settings)
+                _check(settings, api, store, count, alerting)  # opens the connections
+                for _ in range(times):
+                    seconds, _ = _check(settings, api, store, count, 0)
+                    samples[name].append(seconds)
+    finally:
+        svc.sim.configure(latency_ms=0)
+        store.close()
+        flushdb(url)
+    concurrent, sequential = summary_ms(samples["concurrent"]), summary_ms(samples["sequential"])
+    return {
+        "keys": count,
+        "pages": pages(count),
+        "latency_ms": latency_ms,
+        "page_concurrency": KEYS_CONCURRENCY,
+        "concurrent": concurrent,
+        "sequential": sequential,
+        "speedup": round(sequential["median_ms"] / concurrent["median_ms"], 2),
+    }
 
 
 def run(

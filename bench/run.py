@@ -33,6 +33,8 @@ class Sizes:
     crossings: int
     keys: int
     keys_reps: int
+    latency_ms: float
+    latency_reps: int
     web_days: float
     web_keys: int
     web_rounds: int
@@ -47,6 +49,8 @@ FULL = Sizes(
     crossings=60,
     keys=10_000,  # 101 pages of /keys with the bench's own key
     keys_reps=5,
+    latency_ms=100.0,  # every API request, as from a server far from OpenRouter
+    latency_reps=3,
     web_days=90.0,  # 129,600 one-minute checks
     web_keys=10_000,
     web_rounds=40,
@@ -60,6 +64,8 @@ SMOKE = Sizes(
     crossings=2,
     keys=250,  # 3 pages
     keys_reps=2,
+    latency_ms=100.0,
+    latency_reps=1,
     web_days=1.0,
     web_keys=250,
     web_rounds=2,
@@ -115,6 +121,8 @@ def run_all(sizes: Sizes, out: Path, *, progress: bool = True) -> dict[str, Any]
         alert = latency.run(svc, crossings=sizes.crossings)
         say(f"{sizes.keys:,} keys: checks of a management key with a fleet of capped keys …")
         fleet = keys.run(svc, keys=sizes.keys, reps=sizes.keys_reps, say=say)
+        say(f"{sizes.keys:,} keys at {sizes.latency_ms:g} ms per request, pages at once and not …")
+        slow = keys.at_latency(svc, sizes.keys, sizes.latency_ms, sizes.latency_reps)
         say(f"web: {sizes.web_days:g} days of one-minute checks and {sizes.web_keys:,} keys …")
         face = web.run(svc, days=sizes.web_days, keys=sizes.web_keys, rounds=sizes.web_rounds)
     results["benchmarks"] = {
@@ -122,6 +130,7 @@ def run_all(sizes: Sizes, out: Path, *, progress: bool = True) -> dict[str, Any]
         "check_cost": cost,
         "alert_latency": alert,
         "keys_10k": fleet,
+        "keys_at_latency": slow,
         "web": face,
     }
     results["duration_s"] = round(time.monotonic() - started, 1)

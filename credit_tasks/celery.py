@@ -17,7 +17,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from .errors import ConfigError
-from .settings import Settings, load_settings
+from .settings import Settings, is_sentinel, load_settings, parse_sentinel_url
 
 BEAT_ENTRY = "check-openrouter-credits"
 REPORT_ENTRY = "openrouter-daily-report"
@@ -65,8 +65,8 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
     """
     settings = settings or _settings_or_exit()
     return {
-        "broker_url": settings.broker_url,
-        "result_backend": settings.result_backend,
+        "broker_url": _normalized(settings.broker_url),
+        "result_backend": _normalized(settings.result_backend),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -86,7 +86,9 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
                 1, min(10, int(settings.credit_visibility_timeout_s / 3))
             ),
             "unacked_restore_throttle": 1,
-        },
+        }
+        | _sentinel_transport(settings, settings.broker_url),
+        "result_backend_transport_options": _sentinel_transport(settings, settings.result_backend),
         "worker_hijack_root_logger": False,
         # `worker --queues=credits` runs everything this app sends; a worker without
         # --queues reads both queues
@@ -97,14 +99,49 @@ def celery_config(settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
+def _normalized(url: str) -> str:
+    # kombu and Celery read the login and the db from the first Sentinel only
+    return parse_sentinel_url(url).normalized() if is_sentinel(url) else url
+
+
+def _sentinel_transport(settings: Settings, url: str) -> dict[str, Any]:
+    """kombu's and Celery's own Sentinel options, for a `sentinel://` broker or backend."""
+    if not is_sentinel(url):
+        return {}
+    return {
+        "master_name": settings.credit_redis_sentinel_master,
+        "sentinel_kwargs": settings.sentinel_options(),
+    }
+
+
+def _redbeat_redis(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """RedBeat's URL and client options: its own Sentinel support for a `sentinel://` URL."""
+    sentinel = settings.sentinel
+    if sentinel is None:
+        return settings.redis_url, {}  # not the broker's options, which it would inherit
+    host, port = sentinel.hosts[0]  # for its banner: the Sentinels are in the options
+    return f"redis-sentinel://{host}:{port}/{sentinel.db}", {
+        "sentinels": list(sentinel.hosts),
+        "service_name": settings.credit_redis_sentinel_master,
+        "db": sentinel.db,
+        "username": sentinel.username,
+        "password": sentinel.password,
+        "socket_timeout": 5,
+        "sentinel_kwargs": settings.sentinel_options(),
+        # through a failover the master is away for a few seconds: wait, do not crash beat
+        "retry_period": 60,
+    }
+
+
 def redbeat_config(settings: Settings) -> dict[str, Any]:
     """Beat on RedBeat: the schedule and a leader lock in Redis, so only one beat sends."""
     # a standby retries the lock this often, and a crashed leader's lock expires after 5 ×
     max_interval_s = max(1.0, min(30.0, settings.check_interval_s))
+    url, options = _redbeat_redis(settings)
     return {
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": settings.redis_url,
-        "redbeat_redis_options": {},  # not the broker's transport options, which it would inherit
+        "beat_scheduler": "credit_tasks.beat:RedBeatScheduler",
+        "redbeat_redis_url": url,
+        "redbeat_redis_options": options,
         "redbeat_key_prefix": f"{settings.credit_redis_prefix}:redbeat:",
         "redbeat_lock_timeout": math.ceil(5 * max_interval_s),
         "beat_max_loop_interval": max_interval_s,

@@ -249,10 +249,15 @@ def thresholds(settings: Settings) -> Thresholds:
     )
 
 
+LOCK_TTL_S = 10.0  # renewed while the check runs: a dead holder's lock lapses this soon
+
+
 def lock_timeout_s(settings: Settings) -> float:
-    """Long enough for the slowest check the retry budget allows; a crashed holder frees it."""
-    # /key and /credits each have their own retry budget
-    return 2 * (settings.credit_retry_budget_s + settings.credit_http_timeout_s) + 10
+    """The check lock's TTL, renewed while the check runs: a crashed holder frees it this soon."""
+    # never longer than the slowest check the retry budget allows (/key, then /credits)
+    return min(
+        LOCK_TTL_S, 2 * (settings.credit_retry_budget_s + settings.credit_http_timeout_s) + 10
+    )
 
 
 def run_check(
@@ -270,15 +275,17 @@ def run_check(
     """
     now = now or datetime.now(UTC)
     hold_s = scheduled_every_s / 2 if scheduled_every_s is not None else None
-    claim = store.claim(lock_timeout_s(settings), hold_s)
+    ttl_s = lock_timeout_s(settings)
+    claim = store.claim(ttl_s, hold_s)
     if claim.token is None:
         return _skipped(
             store, now, SKIPPED_SCHEDULED if claim.skipped == "scheduled" else SKIPPED_RUNNING
         )
     committed = False
     try:
-        seen = _fetch(client, now, management=settings.openrouter_management_key is not None)
-        result = _decide_and_commit(settings, client, store, now, seen, claim.token)
+        with store.renewing(claim.token, ttl_s):
+            seen = _fetch(client, now, management=settings.openrouter_management_key is not None)
+            result = _decide_and_commit(settings, client, store, now, seen, claim.token)
         committed = True  # the commit freed the lock
         return result
     finally:
@@ -305,6 +312,9 @@ def _fetch(client: OpenRouterClient, now: datetime, *, management: bool) -> _See
         reading = client.read(now)
     except FetchError as exc:
         return _Seen(error=exc)
+    if reading.listing is None and reading.snapshot.credits_forbidden is not None:
+        # /keys refused the same key as /credits: one setting to fix, said once with it
+        return _Seen(reading.snapshot)
     if reading.listing is None:
         # the account figure stands; the key table keeps its last good state
         keys_error = f"keys not checked: {reading.keys_error}"
@@ -361,7 +371,10 @@ def _measure(
 ) -> measure.Measured:
     if seen.error is not None:
         return measure.Measured(loaded.window, loaded.consecutive_failures)
-    managed = settings.openrouter_management_key is not None
+    # a management key that /credits refused (403) is no management key: /activity would refuse
+    # it too, and say so on every check, where the 403 is said once
+    forbidden = seen.snapshot is not None and seen.snapshot.credits_forbidden is not None
+    managed = settings.openrouter_management_key is not None and not forbidden
     return measure.measured(
         settings,
         loaded.window,
@@ -423,6 +436,7 @@ def _decide_and_commit(
         )
         if store.commit(change, loaded, token):
             result = _result(seen, observed, decision, alerts, now, loaded.consecutive_failures)
+            result = _note_forbidden_once(result, loaded.credits_forbidden)
             if spent is None:
                 return result
             # the spike's note says why there is no spike alert: no usual pace to compare with
@@ -526,6 +540,16 @@ def _result(
         burn_span_hours=observed.burn_span_hours,
         spike=observed.spike,
     )
+
+
+def _note_forbidden_once(result: CheckResult, before: str) -> CheckResult:
+    """A 403 on /credits is said by the first check that meets it, not by every one."""
+    forbidden = result.snapshot.credits_forbidden if result.snapshot else None
+    if not forbidden or before:
+        return result
+    note = f"{forbidden}; checked on the key's own limit until then"
+    log.warning("%s", note)
+    return replace(result, note=f"{result.note}; {note}" if result.note else note)
 
 
 def _new_id() -> str:

@@ -309,6 +309,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     # what Redis holds was cleaned before it was stored; cleaned again in case another writer
     if monitoring.get("last_error"):
         print(f"Last error: {plain(monitoring['last_error'])}")
+    if monitoring.get("credits_forbidden"):
+        print(f"Account balance not read: {plain(monitoring['credits_forbidden'])}")
     if monitoring.get("unreadable_keys"):
         print(f"Unreadable keys: {plain(monitoring['unreadable_keys'].replace(',', ', '))}")
     for title, lines in (

@@ -56,6 +56,7 @@ TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 KEYS_PAGE_SIZE = 100
 MAX_KEY_PAGES = 1000  # 100,000 keys: a server that ignores offset cannot loop us forever
+KEYS_CONCURRENCY = 8  # /keys pages asked at once, at most
 MAX_WORKSPACE_PAGES = 100
 MANAGEMENT_PATHS = ("credits", "keys", "workspaces", "activity")
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
@@ -79,6 +80,10 @@ class _PaymentRequired(Exception):
     """402: the money is gone; a result, not an error."""
 
 
+class _NotManagement(KeyRejected):
+    """403 on `/credits` or `/keys`: OPENROUTER_MANAGEMENT_KEY is not a management key."""
+
+
 class _NotFound(Exception):
     """404 on a path; `/key` falls back to `/auth/key` on it."""
 
@@ -92,7 +97,10 @@ class OpenRouterClient:
         http: httpx.Client | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        page_concurrency: int = KEYS_CONCURRENCY,
     ) -> None:
+        if page_concurrency < 1:
+            raise ValueError("page_concurrency must be at least 1")
         self._settings = settings
         self._api_key = settings.require_api_key()
         self._owns_http = http is None
@@ -107,6 +115,8 @@ class OpenRouterClient:
         self._sleep = sleep
         self._key_path = "key"
         self._pool: ThreadPoolExecutor | None = None
+        self._page_concurrency = page_concurrency
+        self._page_pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> OpenRouterClient:
         return self
@@ -116,9 +126,10 @@ class OpenRouterClient:
 
     def close(self) -> None:
         """Close the httpx client, only if this client created it."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._page_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._page_pool = None
         if self._owns_http:
             self._http.close()
 
@@ -188,6 +199,11 @@ class OpenRouterClient:
             account = self._read_account(now)
         except _PaymentRequired:
             return dataclasses.replace(known, remaining_usd=0.0, source="payment_required")
+        except _NotManagement as exc:
+            if key.limit is None or limit_remaining is None:
+                raise  # nothing else shows the money: the check cannot say
+            # the key's own cap still gives a figure: a setting to fix, not a failed check
+            account, known = None, dataclasses.replace(known, credits_forbidden=str(exc))
         known = dataclasses.replace(known, account_balance_usd=account)
 
         candidates: list[tuple[float, str]] = []
@@ -209,10 +225,14 @@ class OpenRouterClient:
         without one. `/keys` alone lists the default workspace: an account with workspaces is
         listed one workspace at a time; one without (404 or an empty list) as before them.
 
-        An item that cannot be read is skipped and named in `unreadable`; only a page that is
-        not a list of items makes the whole listing fail. Each hash counts once, and a page
-        that brings no new hash ends the listing (a server that ignores `offset` sends the
-        same page forever); the listing's note says so.
+        The pages of each workspace: the first two are asked one at a time (most accounts
+        have one page, and the second says whether the server honours `offset`); while pages
+        come back full, the next ones are asked in windows of 2, 4, then `page_concurrency` at
+        once, and read in order until a short page (the pages after it in its window go
+        unread). An item that cannot be read is skipped and named in
+        `unreadable`; only a page that is not a list of items makes the whole listing fail.
+        Each hash counts once, and a page that brings no new hash ends the listing (a server
+        that ignores `offset` sends the same page forever); the listing's note says so.
         """
         management_key = self._settings.openrouter_management_key
         if management_key is None:
@@ -227,29 +247,51 @@ class OpenRouterClient:
     def _list_workspace(
         self, listed: _Listed, now: datetime, workspace_id: str | None, workspace: str | None
     ) -> str | None:
-        """Add one workspace's keys (the default one's for None) to `listed`, page by page;
-        why the listing stopped before its last page, or None."""
+        """Add one workspace's keys (the default one's for None) to `listed`, a window of pages
+        at a time, read in page order; why the listing stopped before its last page, or None."""
+        query = "" if workspace_id is None else f"&workspace_id={quote(workspace_id, safe='')}"
+        first, window = 0, 1
+        while first < MAX_KEY_PAGES:
+            numbers = range(first, min(first + window, MAX_KEY_PAGES))
+            pages = self._key_pages(numbers, query, now)
+            for page_number, page in zip((n + 1 for n in numbers), pages, strict=True):
+                named, duplicates = len(listed.hashes), listed.duplicates
+                for index, raw in enumerate(page):
+                    where = f"item {index + 1} of page {page_number}"
+                    self._read_item(raw, where, listed, workspace)
+                # no page-size parameter: a short page is the last; later ones are not read
+                if len(page) < KEYS_PAGE_SIZE:
+                    return None
+                if len(listed.hashes) == named:
+                    listed.duplicates = duplicates  # a repeated page is said as such, not per item
+                    return (
+                        f"/keys page {page_number} brought no new key: listing stopped there "
+                        "(does the server ignore offset?)"
+                    )
+            first += len(numbers)
+            window = 1 if first < 2 else min(2 * window, self._page_concurrency)
+        return f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there"
+
+    def _key_pages(self, numbers: range, query: str, now: datetime) -> list[list[object]]:
+        """The `/keys` pages `numbers` (from 0), asked at once; the first failure in page order
+        raises."""
         secret = self._settings.openrouter_management_key
         assert secret is not None
-        query = "" if workspace_id is None else f"&workspace_id={quote(workspace_id, safe='')}"
-        for page_number in range(1, MAX_KEY_PAGES + 1):
-            offset = (page_number - 1) * KEYS_PAGE_SIZE
-            path = f"keys?offset={offset}&include_disabled=false{query}"
+
+        def page(number: int) -> list[object]:
+            path = f"keys?offset={number * KEYS_PAGE_SIZE}&include_disabled=false{query}"
             body = self._management_get(path, secret, now, "list keys")
-            page = validate(KeysPage, body, "keys").data
-            named, duplicates = len(listed.hashes), listed.duplicates
-            for index, raw in enumerate(page):
-                self._read_item(raw, f"item {index + 1} of page {page_number}", listed, workspace)
-            # no page-size parameter: a short page is the last
-            if len(page) < KEYS_PAGE_SIZE:
-                return None
-            if len(listed.hashes) == named:
-                listed.duplicates = duplicates  # a repeated page is said as such, not per item
-                return (
-                    f"/keys page {page_number} brought no new key: listing stopped there "
-                    "(does the server ignore offset?)"
-                )
-        return f"/keys went on past {MAX_KEY_PAGES} pages: listing stopped there"
+            return validate(KeysPage, body, "keys").data
+
+        if len(numbers) == 1:
+            return [page(numbers[0])]
+        if self._page_pool is None:
+            self._page_pool = ThreadPoolExecutor(
+                self._page_concurrency, thread_name_prefix="openrouter-pages"
+            )
+        futures = [self._page_pool.submit(page, number) for number in numbers]
+        wait(futures)  # every request of the window ends before the listing goes on or fails
+        return [future.result() for future in futures]
 
     def _workspaces(self, secret: SecretStr, now: datetime) -> list[tuple[str, str]]:
         """(id, name) of each workspace; none for an account from before workspaces (404)."""
@@ -400,7 +442,7 @@ class OpenRouterClient:
         if status == 402:
             raise _PaymentRequired(what)
         if status == 403 and management:
-            raise KeyRejected(
+            raise _NotManagement(
                 f"{setting} is not a management key ({what}): "
                 f"create one under Management keys at {MANAGEMENT_KEYS_URL} "
                 "or unset it"
@@ -411,7 +453,12 @@ class OpenRouterClient:
         if status in TRANSIENT_STATUSES or 500 <= status < 600:
             wait_s = None
             if status in RETRY_AFTER_STATUSES:
-                wait_s = _retry_after_s(headers.get("Retry-After"), now)
+                waits = [
+                    _retry_after_s(headers.get("Retry-After"), now),
+                    _rate_limit_reset_s(headers.get("X-RateLimit-Reset")),
+                ]
+                # both honoured: the later of the two
+                wait_s = max((w for w in waits if w is not None), default=None)
             raise _Transient(what, wait_s)
         if status == 404 and (path == "key" or path.startswith("workspaces")):
             raise _NotFound(what)
@@ -554,3 +601,18 @@ def _retry_after_s(value: str | None, now: datetime) -> float | None:
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _rate_limit_reset_s(value: str | None) -> float | None:
+    """X-RateLimit-Reset (when the rate window reopens, epoch milliseconds) as seconds from now."""
+    if not value:
+        return None
+    try:
+        stamp = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(stamp):
+        return None
+    # OpenRouter sends milliseconds; a figure this small can only be seconds (before 1973 in ms)
+    stamp_s = stamp if stamp < 1e11 else stamp / 1000
+    return max(stamp_s - time.time(), 0.0)

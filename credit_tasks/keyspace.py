@@ -109,6 +109,3 @@ class Keyspace:
         """The cooldown marker; the account's keeps the original name, others add the subject."""
         base = f"{self.prefix}:alerts:last:{alert_type}"
         return base if subject == "account" else f"{base}:{subject}"
-
-    def alert_sending(self, alert_id: str) -> str:
-        return f"{self.prefix}:alerts:sending:{alert_id}"

@@ -51,11 +51,13 @@ def alert_line(alert: dict[str, Any]) -> str:
 class LiveView:
     """The checks and alerts of one keyspace from now on; StoreError when Redis goes away."""
 
-    def __init__(self, redis_url: str, keys: Keyspace) -> None:
+    def __init__(self, redis_url: str, keys: Keyspace, client: redis.Redis | None = None) -> None:
         self.keys = keys
+        if client is None:
+            client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
         # Any: redis-py's types cannot tell that decode_responses gives str
-        client: Any = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
-        self.client, self.pubsub = client, client.pubsub(ignore_subscribe_messages=True)
+        client_: Any = client
+        self.client, self.pubsub = client_, client_.pubsub(ignore_subscribe_messages=True)
         self.last_id = "0-0"
         self.previous_usd: float | None = None
         try:

@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from . import procs
+from . import procs, store
 from .errors import ConfigError, StartError
 from .settings import Settings, load_settings, redact_url
 from .simulator import DEFAULT_API_KEY, DEFAULT_MANAGEMENT_KEY, Simulator
@@ -54,8 +55,21 @@ class Plan:
     go: Callable[[], None] = lambda: None  # once everything is up
 
 
-def _pings(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+def redis_client(settings: Settings, url: str, **options: Any) -> redis.Redis:
+    """A client for `url` (a Redis or its Sentinels) with the settings' Sentinel options."""
+    return store.connect(
+        url,
+        sentinel_master=settings.credit_redis_sentinel_master,
+        sentinel_options=settings.sentinel_options(),
+        **options,
+    )
+
+
+def _pings(settings: Settings, url: str) -> bool:
+    try:
+        client = redis_client(settings, url, socket_connect_timeout=1, socket_timeout=2)
+    except (redis.RedisError, ValueError):
+        return False
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -94,15 +108,15 @@ def start_redis(sup: Supervisor, port: int, data_dir: Path, persist: bool) -> st
 def _redis(sup: Supervisor, settings: Settings, port: int, data: Path, demo: bool) -> str:
     """REDIS_URL when given, else (run only) a Redis on localhost:6379, else our own."""
     if "redis_url" in settings.model_fields_set:
-        if not _pings(settings.redis_url):
+        if not _pings(settings, settings.redis_url):
             raise ConfigError(
                 f"Redis at {redact_url(settings.redis_url)} does not answer: start it, "
                 "or unset REDIS_URL to let credit-monitor start its own"
             )
         return settings.redis_url
-    if not demo and _pings(settings.redis_url):
+    if not demo and _pings(settings, settings.redis_url):
         return settings.redis_url
-    if not demo and _pings(f"redis://127.0.0.1:{port}/0"):
+    if not demo and _pings(settings, f"redis://127.0.0.1:{port}/0"):
         return f"redis://127.0.0.1:{port}/0"  # the project-local Redis of an earlier run
     port = port if procs.port_free(port) else procs.free_port()
     return start_redis(sup, port, data, persist=not demo)
@@ -223,17 +237,21 @@ def start_web(sup: Supervisor, plan: Plan, port: int) -> None:
     sup.wait_ready(web, lambda: procs.listening(port))
 
 
-def send_first_check(broker_url: str, expires_s: float) -> None:
+def send_first_check(settings: Settings, expires_s: float) -> None:
     """One check now, so the first line does not wait for beat's first interval."""
     from celery import Celery
     from kombu.exceptions import OperationalError
 
-    app = Celery("credit-monitor-stack", broker=broker_url, set_as_current=False)
+    from .celery import celery_config
+
+    conf = celery_config(settings)
+    app = Celery("credit-monitor-stack", broker=conf["broker_url"], set_as_current=False)
+    app.conf.broker_transport_options = conf["broker_transport_options"]
     try:
         app.send_task("credit_tasks.check_credits", expires=expires_s)
     except OperationalError as exc:
         raise StartError(
-            f"the broker at {redact_url(broker_url)} refused the first check ({exc}): "
+            f"the broker at {redact_url(settings.broker_url)} refused the first check ({exc}): "
             "start it or fix CELERY_BROKER_URL"
         ) from None
     finally:

@@ -7,6 +7,7 @@ a bare socket, so it can tell a server is up before any client is built.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -21,6 +22,31 @@ from typing import Any, Self, TypeVar
 T = TypeVar("T")
 HOST = "127.0.0.1"
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    # resolved now, in the parent: after a fork only the call itself is safe to make
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return prctl
+
+
+_PRCTL = _find_prctl()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, even by SIGKILL (Linux).
+
+    Call it in the child: as a `preexec_fn`, or first thing in a pool process. A parent that
+    died before the request took effect is followed at once.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -188,3 +214,86 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def sentinel_argv(config: Path) -> list[str]:
+    """redis-sentinel reading `config`; Debian's redis-sentinel, else redis-server --sentinel."""
+    binary = shutil.which("redis-sentinel")
+    if binary is not None:
+        return [binary, str(config)]
+    return [redis_binary(), str(config), "--sentinel"]
+
+
+class RedisSentinel:
+    """A Sentinel on localhost that watches the master on `master_port` as `name`.
+
+    Its config file (which Sentinel rewrites as it learns) and its log live in `workdir`.
+    `password` is the Sentinel's own (requirepass, also used between Sentinels);
+    `master_password` is the one it uses on the master and replicas.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        master_port: int,
+        *,
+        name: str = "mymaster",
+        quorum: int = 1,
+        password: str | None = None,
+        master_password: str | None = None,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 10_000,
+        port: int | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.name = name
+        self.password = password
+        lines = [
+            f"bind {HOST}",
+            f"port {self.port}",
+            f'dir "{self.workdir}"',
+            f"sentinel monitor {name} {HOST} {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {name} {down_after_ms}",
+            f"sentinel failover-timeout {name} {failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        if master_password is not None:
+            lines.append(f"sentinel auth-pass {name} {master_password}")
+        if password is not None:
+            lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+        self._config = "\n".join(lines) + "\n"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "sentinel.log"
+
+    def url(self) -> str:
+        return f"sentinel://{HOST}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "sentinel.conf"
+        config.write_text(self._config)
+        with self.log.open("ab") as out:
+            proc = subprocess.Popen(
+                sentinel_argv(config), stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        self.proc = proc
+        try:
+            wait_until(
+                lambda: proc.poll() is not None or redis_ready(self.port),
+                timeout_s,
+                f"redis-sentinel on port {self.port} (see {self.log})",
+            )
+        except TimeoutError:
+            self.stop()
+            raise
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-sentinel exited at start: see {self.log}")
+        return self
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, grace_s)

@@ -24,6 +24,8 @@ class Snapshot:
     account_balance_usd: float | None
     key_label: str | None
     is_free_tier: bool | None
+    # /credits said 403 (the management key is not one) and the key's own cap stood in
+    credits_forbidden: str | None = None
     # the watched key's spend in the current UTC day, week and month; None in older answers
     usage_daily_usd: float | None = None
     usage_weekly_usd: float | None = None

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+SENTINEL_PORT = 26379
 
 # Bounds that Redis (expiry times, stream ids) and the clock (datetime arithmetic) can hold,
 # far past any real need: a value outside them is a typo, refused at start, not on every check.
@@ -36,9 +45,18 @@ _ALLOWED = {
         "a URL without a user name or password (the key goes in OPENROUTER_API_KEY), "
         "e.g. https://openrouter.ai/api/v1"
     ),
-    "redis_url": "a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0",
-    "celery_broker_url": "a broker URL such as redis://localhost:6379/0",
-    "celery_result_backend": "a result backend URL such as redis://localhost:6379/0",
+    "redis_url": (
+        "a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0, or Sentinels "
+        "as sentinel://[:PASSWORD@]host:26379[;sentinel://host2:26379...]/0"
+    ),
+    "celery_broker_url": (
+        "a broker URL such as redis://localhost:6379/0, or Sentinels with the password and "
+        "the db on the first: sentinel://:PASSWORD@host:26379/1;sentinel://host2:26379/1"
+    ),
+    "celery_result_backend": (
+        "a result backend URL such as redis://localhost:6379/0, or Sentinels with the password "
+        "and the db on the first: sentinel://:PASSWORD@host:26379/1;sentinel://host2:26379/1"
+    ),
     "credit_warning_threshold": "a number of dollars from 0 to 1000000000, e.g. 10",
     "credit_critical_threshold": "a number of dollars >= 0 and below CREDIT_WARNING_THRESHOLD",
     "credit_check_interval_minutes": (
@@ -67,6 +85,8 @@ _ALLOWED = {
     "credit_retry_budget_s": "a number of seconds > 0 and up to 3600, e.g. 30",
     "credit_beat_scheduler": "file (the default) or redbeat (RedBeat in Redis: HA beat)",
     "credit_visibility_timeout_s": "a number of seconds from 1 to 86400 (a day), e.g. 300",
+    "credit_redis_sentinel_master": "the name the Sentinels monitor the master by, e.g. mymaster",
+    "credit_redis_sentinel_password": "the Sentinels' own password (their requirepass), or empty",
     "credit_spike_window_minutes": "a number of minutes > 0 and up to 10080 (a week), e.g. 60",
     "credit_spike_factor": "a number from 0 (spike alerts off) to 1000, e.g. 5",
     "credit_spike_min_usd": "a number of dollars from 0 to 1000000000, e.g. 1.00",
@@ -82,12 +102,54 @@ _SECRET_FIELDS = {
     "openrouter_management_key",
     "credit_alert_urls",
     "credit_web_auth",
+    "credit_redis_sentinel_password",
 }
 _URL_FIELDS = {"openrouter_base_url", "redis_url", "celery_broker_url", "celery_result_backend"}
 
 
+@dataclass(frozen=True)
+class SentinelUrl:
+    """A `sentinel://` REDIS_URL: where the Sentinels listen, and the master's db and login."""
+
+    hosts: tuple[tuple[str, int], ...]
+    db: int = 0
+    username: str | None = None
+    password: str | None = None  # the master's (and replicas'), not the Sentinels'
+
+    def normalized(self) -> str:
+        """The URL as kombu and Celery read it: the login and db on every Sentinel."""
+        login = ""
+        if self.password is not None or self.username is not None:
+            login = f"{self.username or ''}:{self.password or ''}@"
+        return ";".join(f"sentinel://{login}{host}:{port}/{self.db}" for host, port in self.hosts)
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """`sentinel://[user:password@]host[:port][/db]` parts joined by `;`; ValueError if not."""
+    hosts: list[tuple[str, int]] = []
+    logins: set[tuple[str | None, str | None]] = set()
+    dbs: set[int] = set()
+    for chunk in url.split(";"):
+        parts = urlsplit(chunk.strip())
+        if parts.scheme != "sentinel" or not parts.hostname:
+            raise ValueError("not a sentinel URL")
+        port = parts.port or SENTINEL_PORT  # raises on a non-numeric port
+        hosts.append((parts.hostname, port))
+        if parts.username is not None or parts.password is not None:
+            user = unquote(parts.username) if parts.username else None
+            logins.add((user, unquote(parts.password) if parts.password else None))
+        if parts.path.strip("/"):
+            dbs.add(int(parts.path.strip("/")))  # raises on a non-numeric db
+    if len(logins) > 1 or len(dbs) > 1:
+        raise ValueError("the Sentinels disagree on the login or the db")
+    username, password = next(iter(logins), (None, None))
+    return SentinelUrl(tuple(hosts), next(iter(dbs), 0), username, password)
+
+
 def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, safe to print."""
+    """`url` with any password replaced by `***`, safe to print (each part of a Sentinel list)."""
+    if ";" in url:
+        return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -165,6 +227,9 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None  # user:password[,user:password] for Flower
     # how long an unacknowledged task waits before the Redis broker gives it to another worker
     credit_visibility_timeout_s: float = Field(300.0, ge=1, le=86400)
+    # with REDIS_URL=sentinel://...: the master's name, and the Sentinels' own password
+    credit_redis_sentinel_master: str = Field("mymaster", pattern=r"^[A-Za-z0-9_.\-]+$")
+    credit_redis_sentinel_password: SecretStr | None = None
     # the web face: basic auth for all but /healthz, and /metrics left open when asked
     credit_web_auth: SecretStr | None = None
     credit_web_metrics_public: bool = False
@@ -225,9 +290,17 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "celery_broker_url", "celery_result_backend")
     @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
+    def _redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
+        if is_sentinel(value):
+            found = parse_sentinel_url(value)
+            # Celery reads CELERY_* itself, and kombu and Celery take the login and the db from
+            # the first Sentinel only (REDIS_URL is passed on with them on every Sentinel)
+            first = parse_sentinel_url(value.split(";")[0])
+            if info.field_name != "redis_url" and first != replace(found, hosts=first.hosts):
+                raise ValueError("login or db not on the first Sentinel")
+            return value
         parts = urlsplit(value)
         if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
             raise ValueError("not a redis URL")
@@ -254,6 +327,18 @@ class Settings(BaseSettings):
         return self.celery_result_backend or self.redis_url
 
     @property
+    def sentinel(self) -> SentinelUrl | None:
+        """REDIS_URL's Sentinels, when it names Sentinels rather than a Redis."""
+        return parse_sentinel_url(self.redis_url) if is_sentinel(self.redis_url) else None
+
+    def sentinel_options(self) -> dict[str, Any]:
+        """What a client gives the Sentinels themselves: their password and short timeouts."""
+        options: dict[str, Any] = {"socket_connect_timeout": 3, "socket_timeout": 5}
+        if self.credit_redis_sentinel_password is not None:
+            options["password"] = self.credit_redis_sentinel_password.get_secret_value()
+        return options
+
+    @property
     def cooldown_s(self) -> float:
         return self.credit_alert_cooldown_hours * 3600
 
@@ -273,6 +358,10 @@ class Settings(BaseSettings):
                 "(or run `make demo` to try the monitor without a key)"
             )
         return self.openrouter_api_key
+
+
+def is_sentinel(url: str) -> bool:
+    return url.startswith("sentinel:")
 
 
 def _one_line(exc: ValidationError) -> str:

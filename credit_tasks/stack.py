@@ -31,18 +31,24 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
 
 
-def watch(sup: Supervisor, redis_url: str, keys: Keyspace, duration_s: float | None) -> int:
+def watch(
+    sup: Supervisor,
+    redis_url: str,
+    keys: Keyspace,
+    duration_s: float | None,
+    client: Any = None,
+) -> int:
     """Print each new check and alert until stopped; 1 when a process died under us."""
     end = None if duration_s is None else time.monotonic() + duration_s
     try:
-        view = LiveView(redis_url, keys)
+        view = LiveView(redis_url, keys, client)
         try:
             while not sup.stop_requested and (end is None or time.monotonic() < end):
                 dead = sup.dead()
                 if dead is not None:
                     say(f"{dead.name} stopped (exit code {dead.proc.returncode}): see {dead.log}")
                     return 1
-                for line in view.lines():
+                for line in view.lines(block_ms=200):
                     say(line)
         finally:
             view.close()
@@ -87,8 +93,9 @@ def _serve(args: argparse.Namespace, state_dir: str, demo: bool) -> int:
         say(f"  logs     {os.path.relpath(sup.log_dir)}/ (worker.log, flower.log, web.log)")
         say("Ctrl-C stops everything. Checks and alerts as they happen:")
         plan.go()
-        plans.send_first_check(plan.settings.broker_url, plan.settings.check_interval_s)
-        return watch(sup, url, keys, args.duration_s)
+        plans.send_first_check(plan.settings, plan.settings.check_interval_s)
+        client = plans.redis_client(plan.settings, url, socket_timeout=10)
+        return watch(sup, url, keys, args.duration_s, client)
     finally:
         sup.stop()
 

@@ -10,17 +10,21 @@ The store stores; what to write is decided elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import redis
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from . import rollup, timeline
 from . import silences as codec
@@ -29,12 +33,13 @@ from .errors import StoreError
 from .history import Point
 from .keyspace import ALERTS_LIST_CAP, Keyspace
 from .rules import Ack, AlertState, Silence, Silencing, Subject
-from .settings import Settings, redact_url
+from .settings import Settings, is_sentinel, parse_sentinel_url, redact_url
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SENDING_TTL_S = 60  # a delivery that crashed frees its claim after this
+REPLICA_WAIT_MS = 250  # with Sentinel, a commit waits this long for a replica to have it
 _HSET_CHUNK = 500  # field pairs per HSET inside the script: Lua's unpack() has a limit
 _ZADD_CHUNK = 2000  # score pairs per ZADD: short pairs, well under that limit (8,000 values)
 
@@ -115,6 +120,44 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL'
 if failed then return redis.error_reply(failed) end
 return 1
 """
+# Publishes an alert unless its record says it was; atomic, so a crashed or concurrent
+# delivery can neither skip nor repeat it. KEYS: the record, the alerts list, the sent counts.
+# ARGV: channel, message, now, record (JSON, for a new record), retention s, list cap, type.
+_DELIVER = """
+local done = redis.call('HGET', KEYS[1], 'delivered_at')
+if done and done ~= '' then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local record = cjson.decode(ARGV[4])
+  for name, value in pairs(record) do redis.call('HSET', KEYS[1], name, value) end
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('LPUSH', KEYS[2], record['id'])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'delivered_at', ARGV[3])
+redis.call('HINCRBY', KEYS[3], ARGV[7], 1)
+return 1
+"""
+# The recent alerts whose publication never happened: id and timestamp of each. A held alert
+# (silenced, acked or inhibited) is only recorded, never published: it is not one of them.
+_UNDELIVERED = """
+local out = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local r = redis.call(
+    'HMGET', ARGV[1] .. id, 'delivered_at', 'timestamp', 'silenced_by', 'acked_by', 'inhibited_by'
+  )
+  local held = (r[3] or '') ~= '' or (r[4] or '') ~= '' or (r[5] or '') ~= ''
+  if r[2] and (not r[1] or r[1] == '') and not held then
+    table.insert(out, id)
+    table.insert(out, r[2])
+  end
+end
+return out
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 _ACK = """
 if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
@@ -158,6 +201,7 @@ class Loaded:
     silencing_version: str = ""  # as stored: the commit compares against it
     baseline: dict[str, str] = field(default_factory=dict)  # the cached usual pace (spike)
     key_usage: dict[str, str] = field(default_factory=dict)  # per key hash, usage samples
+    credits_forbidden: str = ""  # the last check's 403 on /credits, said once
 
 
 @dataclass(frozen=True)
@@ -220,6 +264,23 @@ def _field(value: object) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else _text(value)
 
 
+def _unrecorded(record: dict[str, str]) -> dict[str, Any]:
+    """A stored alert record as `Alert.from_dict` takes it: an empty field was a None, and
+    lists and objects (`_field`) come back from their JSON."""
+    out: dict[str, Any] = {}
+    for name, value in record.items():
+        if value == "":
+            continue
+        if name in ("top_keys", "report"):
+            try:
+                out[name] = json.loads(value)
+            except ValueError:
+                out[name] = value  # from_dict refuses it, and says so
+        else:
+            out[name] = value
+    return out
+
+
 def _hset(key: str, mapping: dict[str, str]) -> list[str]:
     return ["HSET", key, *(item for pair in mapping.items() for item in pair)]
 
@@ -261,15 +322,42 @@ def _in_force(reply: list[list[str]], now: datetime) -> tuple[list[Silence], lis
     return [s for s in loaded.silences if s.active(now)], lasting
 
 
-def connect(url: str) -> redis.Redis:
-    """A Redis client for `url` with short timeouts, so an outage fails fast."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=3,
-        socket_timeout=5,
-        health_check_interval=30,
+_TIMEOUTS: dict[str, Any] = {
+    "socket_connect_timeout": 3,
+    "socket_timeout": 5,
+    "health_check_interval": 30,
+}
+
+
+def connect(
+    url: str,
+    *,
+    sentinel_master: str = "mymaster",
+    sentinel_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> redis.Redis:
+    """A Redis client for `url` with short timeouts, so an outage fails fast.
+
+    For a `sentinel://` URL, the master the Sentinels name (redis-py's own Sentinel client):
+    after a failover the next command finds the new master. `sentinel_options` go to the
+    Sentinels themselves (their password, their timeouts).
+    """
+    options = _TIMEOUTS | {"decode_responses": True} | options
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, **options)
+    where = parse_sentinel_url(url)
+    if sentinel_options is None:
+        sentinel_options = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        list(where.hosts),
+        sentinel_kwargs=sentinel_options,
+        db=where.db,
+        username=where.username,
+        password=where.password,
+        **options,
     )
+    client: redis.Redis = sentinels.master_for(sentinel_master)  # type: ignore[no-untyped-call]
+    return client
 
 
 class Store:
@@ -282,6 +370,7 @@ class Store:
         *,
         retention_s: float,
         url: str = "redis://",
+        sentinel_master: str = "mymaster",
     ) -> None:
         # Any: redis-py's types cannot tell that decode_responses gives str
         self.redis: Any = client
@@ -289,25 +378,50 @@ class Store:
         self.retention_s = retention_s
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._unreplicated = False  # said once when no replica confirms, once when one does
+        self._deliver = client.register_script(_DELIVER)
+        self._undelivered = client.register_script(_UNDELIVERED)
+        self._replicated = is_sentinel(url)
+        self._master = sentinel_master
         self._ack = client.register_script(_ACK)
         # without the query: redis-py also takes ?password=..., which redact_url leaves alone
         self._where = redact_url(url).split("?", 1)[0]
-        parts = urlsplit(url)
-        self._has_password = parts.password is not None or "password=" in parts.query
+        self._has_password = any(
+            urlsplit(part).password is not None or "password=" in urlsplit(part).query
+            for part in url.split(";")
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
         return cls(
-            connect(settings.redis_url),
+            connect(
+                settings.redis_url,
+                sentinel_master=settings.credit_redis_sentinel_master,
+                sentinel_options=settings.sentinel_options(),
+            ),
             Keyspace(settings.credit_redis_prefix),
             retention_s=settings.retention_s,
             url=settings.redis_url,
+            sentinel_master=settings.credit_redis_sentinel_master,
         )
 
     def close(self) -> None:
         self.redis.close()
 
     def _error(self, exc: redis.RedisError) -> StoreError:
+        if isinstance(exc, MasterNotFoundError):
+            # its text lists every Sentinel's client at length: say what it means instead
+            if "AuthenticationError" in str(exc):
+                return StoreError(
+                    f"the Sentinels of {self._where} refused their password: set "
+                    "CREDIT_REDIS_SENTINEL_PASSWORD to the Sentinels' requirepass"
+                )
+            return StoreError(
+                f"no Sentinel of {self._where} names a master for {self._master!r} (a failover "
+                "in progress, or Sentinels down?): check CREDIT_REDIS_SENTINEL_MASTER and the "
+                "Sentinels"
+            )
         if isinstance(exc, redis.AuthenticationError):
             if not self._has_password:  # NOAUTH: the URL carries no password at all
                 return StoreError(
@@ -380,6 +494,29 @@ class Store:
             return Claim(None, "scheduled")
         return Claim(token) if locked else Claim(None, "running")
 
+    @contextlib.contextmanager
+    def renewing(self, token: str, ttl_s: float) -> Iterator[None]:
+        """Keep the check lock of `token` alive while the block runs.
+
+        The lock's TTL stays short: when its holder dies, or the master it was written on
+        fails over, nobody renews it and it lapses within `ttl_s`.
+        """
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(ttl_s / 3):
+                # Redis away: the lock lapses, and the commit's compare still guards
+                with contextlib.suppress(redis.RedisError):
+                    self._renew(keys=[self.keys.check_lock], args=[token, _px(ttl_s)])
+
+        thread = threading.Thread(target=renew, name="check-lock", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
     @_translated
     def release(self, token: str) -> None:
         """Free the check lock if this token still holds it (the commit usually does)."""
@@ -394,13 +531,15 @@ class Store:
         if names:
             pipe.hmget(self.keys.alert_state, names)
         pipe.xrange(self.keys.timeline, min=_ms(window_start), max=_ms(end))
-        pipe.hget(self.keys.monitoring_status, "consecutive_failures")
+        pipe.hmget(self.keys.monitoring_status, ["consecutive_failures", "credits_forbidden"])
         pipe.hvals(self.keys.silences)
         pipe.hvals(self.keys.acks)
         pipe.get(self.keys.silences_version)
         pipe.hgetall(self.keys.spend_baseline)
         pipe.hgetall(self.keys.keys_usage)
-        *raws, entries, failures, silences, acks, version, baseline, usage = pipe.execute()
+        *raws, entries, (failures, forbidden), silences, acks, version, baseline, usage = (
+            pipe.execute()
+        )
         raw = dict(zip(subjects, raws[0] if raws else [], strict=True))
         return Loaded(
             states={s: _state(r) for s, r in raw.items()},
@@ -411,6 +550,7 @@ class Store:
             silencing_version=version or "",
             baseline=dict(baseline),
             key_usage=dict(usage),
+            credits_forbidden=forbidden or "",
         )
 
     @_translated
@@ -438,7 +578,22 @@ class Store:
             if change.point.get(timeline.REMAINING):
                 plan["rollup"] = self._rollup_args(change)
         keys = [self.keys.alert_state, self.keys.check_lock, self.keys.silences_version]
-        return bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
+        committed = bool(self._commit(keys=keys, args=[token, json.dumps(plan)]))
+        # behind Sentinel: a decision the new master lacks after a failover would be made,
+        # and sent, again
+        if committed and self._replicated:
+            confirmed = bool(self.redis.execute_command("WAIT", 1, REPLICA_WAIT_MS))
+            if confirmed == self._unreplicated:
+                self._unreplicated = not confirmed
+                if confirmed:
+                    log.info("a replica confirms the commits again")
+                else:
+                    log.warning(
+                        "no replica confirmed a commit within %d ms: a failover now could "
+                        "lose the last decisions (is the replica down?)",
+                        REPLICA_WAIT_MS,
+                    )
+        return committed
 
     def record_success(
         self,
@@ -464,6 +619,7 @@ class Store:
                         "consecutive_failures": "0",
                         "last_error": "",
                         "last_status": change.status or "",
+                        "credits_forbidden": change.current.get("credits_forbidden", ""),
                     }
                     | (
                         {}
@@ -577,25 +733,42 @@ class Store:
     @_translated
     def deliver(self, alert: Alert, now: datetime) -> bool:
         """Store (if new) and publish an alert once; False when it was already delivered."""
-        alert_id = alert.id
-        key = self.keys.alert(alert_id)
-        sending = self.keys.alert_sending(alert_id)
-        if not self.redis.set(sending, "1", nx=True, ex=SENDING_TTL_S):
-            return False  # another worker is delivering it right now
-        try:
-            if self.redis.hget(key, "delivered_at"):
-                return False
-            pipe = self.redis.pipeline()
-            if not self.redis.exists(key):
-                for command in self._record_commands(alert):
-                    pipe.execute_command(*command)
-            pipe.publish(self.keys.channel, json.dumps(alert.as_dict()))
-            pipe.hset(key, "delivered_at", now.isoformat())
-            pipe.hincrby(self.keys.alerts_sent, alert.type.value, 1)
-            pipe.execute()
-            return True
-        finally:
-            self.redis.delete(sending)
+        record = {k: _field(v) for k, v in alert.as_dict().items()} | {"delivered_at": ""}
+        published = self._deliver(
+            keys=[self.keys.alert(alert.id), self.keys.alerts_list, self.keys.alerts_sent],
+            args=[
+                self.keys.channel,
+                json.dumps(alert.as_dict()),
+                now.isoformat(),
+                json.dumps(record),
+                str(int(self.retention_s)),
+                str(ALERTS_LIST_CAP),
+                alert.type.value,
+            ],
+        )
+        return bool(published)
+
+    @_translated
+    def undelivered(self, now: datetime, min_age_s: float, max_age_s: float) -> list[Alert]:
+        """Recent alerts committed but never published, between `min_age_s` and `max_age_s` old.
+
+        Their `send_alert` was lost (a broker message gone with a failed-over master, a
+        worker killed before its delivery): the caller dispatches them again.
+        """
+        found = self._undelivered(keys=[self.keys.alerts_list], args=[self.keys.alert("")])
+        late = [
+            alert_id
+            for alert_id, stamp in zip(found[::2], found[1::2], strict=True)
+            if min_age_s <= (now - datetime.fromisoformat(stamp)).total_seconds() <= max_age_s
+        ]
+        alerts = []
+        for alert_id in late:
+            record = self.redis.hgetall(self.keys.alert(alert_id))
+            try:  # the record's text back into the alert: an empty field was a None
+                alerts.append(Alert.from_dict(_unrecorded(record)))
+            except ValueError as exc:
+                log.warning("alert %s cannot be sent again: %s", alert_id, exc)
+        return alerts
 
     @_translated
     def channels_done(self, alert_id: str) -> set[str]:

@@ -1,10 +1,17 @@
 """The processes one `demo` or `run` starts, each in its own process group, and their stop.
 
-Stopping sends SIGTERM, waits up to a grace period, then sends SIGKILL to the whole group,
-which also takes the pool processes a worker leaves behind. SIGINT, SIGTERM and SIGHUP only
-set a flag that the waiting loops poll: a signal handler must take no lock, or a second
-signal arriving while the first handler holds it hangs the process (GNU make forwards
-SIGTERM to its child, so a `make demo` stopped by SIGTERM receives two).
+Stopping sends SIGTERM to each child's whole process group, waits up to a grace period, then
+sends SIGKILL to the group. The group matters: a worker's warm shutdown waits for the tasks
+it runs, and a check retrying a slow API may run for its whole retry budget (30 s); its pool
+processes stopped at once, the worker has nothing to wait for. A check stopped so is
+harmless (the next beat checks again, its lock lapses in seconds); an alert delivery is
+handed back to the queue (`reject_on_worker_lost`) and made at the next start, once.
+
+SIGINT, SIGTERM and SIGHUP only set a flag that the waiting loops poll: a signal handler
+must take no lock, or a second signal arriving while the first handler holds it hangs the
+process (GNU make forwards SIGTERM to its child, so a `make demo` stopped by SIGTERM
+receives two). Every child is started to die with the supervisor (`PR_SET_PDEATHSIG`), so
+none outlives it even when it is killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from pathlib import Path
 from . import procs
 from .errors import StartError
 
-GRACE_S = 10.0  # SIGTERM, then SIGKILL to the whole process group after this
+GRACE_S = 2.5  # SIGTERM to a child's process group, then SIGKILL to it after this
+LAST_GRACE_S = 1.5  # the same for the services stopped last (Redis), which save their data
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -46,10 +54,13 @@ class Child:
 class Supervisor:
     """Starts children with their output in `log_dir`, and stops every one of them."""
 
-    def __init__(self, log_dir: Path, grace_s: float = GRACE_S) -> None:
+    def __init__(
+        self, log_dir: Path, grace_s: float = GRACE_S, last_grace_s: float = LAST_GRACE_S
+    ) -> None:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.grace_s = grace_s
+        self.last_grace_s = last_grace_s
         self.children: list[Child] = []
         self.cleanups: list[Callable[[], None]] = []  # in-process services, stopped last
         self.stop_requested = False  # set by a signal: a plain attribute, no lock
@@ -67,6 +78,7 @@ class Supervisor:
         self, name: str, argv: list[str], env: dict[str, str], cwd: Path, stop_last: bool = False
     ) -> Child:
         log = self.log_dir / f"{name}.log"
+        me = os.getpid()
         with log.open("wb") as out:
             # its own session: Ctrl-C reaches only us, and we stop the whole group
             proc = subprocess.Popen(
@@ -77,6 +89,7 @@ class Supervisor:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=lambda: procs.die_with_parent(me),
             )
         child = Child(name, proc, log, stop_last)
         self.children.append(child)
@@ -109,9 +122,10 @@ class Supervisor:
         """Stop every child (those marked `stop_last` after the others), then the cleanups."""
         if self.children:
             say(f"Stopping {', '.join(c.name for c in reversed(self.children))} …")
+        first = [c for c in self.children if not c.stop_last]
         last = [c for c in self.children if c.stop_last]
-        for group in ([c for c in self.children if not c.stop_last], last):
-            self._stop_group(group)
+        self._stop_group(first, self.grace_s)
+        self._stop_group(last, self.last_grace_s)
         for cleanup in self.cleanups:
             cleanup()
         if self.children:
@@ -119,16 +133,17 @@ class Supervisor:
         self.children.clear()
         self.cleanups.clear()
 
-    def _stop_group(self, group: list[Child]) -> None:
+    def _stop_group(self, group: list[Child], grace_s: float) -> None:
         for child in group:
-            if child.proc.poll() is None:
-                child.proc.terminate()
-        deadline = time.monotonic() + self.grace_s
+            # the whole group: a worker's pool processes stop now, not after their tasks
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
         for child in group:
             try:
                 child.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                say(f"{child.name} ignored SIGTERM for {self.grace_s:g} s: killing it")
+                say(f"{child.name} ignored SIGTERM for {grace_s:g} s: killing it")
             with contextlib.suppress(ProcessLookupError):  # pool processes left behind
                 os.killpg(child.proc.pid, signal.SIGKILL)
             child.proc.wait()

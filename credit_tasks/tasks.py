@@ -17,10 +17,16 @@ from datetime import date as datetime_date
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    beat_embedded_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 from kombu.exceptions import OperationalError
 
-from . import notify, report, rollup
+from . import notify, procs, report, rollup
 from .alerts import Alert
 from .check import run_check
 from .errors import CreditTasksError, StoreError
@@ -32,6 +38,11 @@ log = logging.getLogger(__name__)
 # A retry waiting out its countdown is an unacknowledged message: keep countdowns well under
 # CREDIT_VISIBILITY_TIMEOUT_S (default 300 s), or the Redis broker hands it out twice.
 RETRY_MAX_S = 120
+# A send_alert runs within a second: an alert still unpublished this long after it was
+# committed lost its message (a failed-over broker, a killed worker), and the next check
+# sends it again, unless it is old news by then.
+REDISPATCH_AFTER_S = 30.0
+REDISPATCH_WITHIN_S = 3600.0
 
 _held: tuple[int, Runtime] | None = None
 
@@ -57,6 +68,18 @@ def use_runtime(new: Runtime | None) -> None:
 @worker_shutdown.connect
 def _close_runtime(**_: Any) -> None:
     use_runtime(None)
+
+
+_WORKER_PID = os.getpid()  # read in the worker's main process, before it forks
+
+
+@worker_process_init.connect
+@beat_embedded_init.connect
+def _die_with_the_worker(**_: Any) -> None:
+    """A pool process or an embedded beat never outlives its worker, even a SIGKILLed one."""
+    if os.getpid() == _WORKER_PID:
+        return  # `--pool=solo` (or threads) sends it in the worker itself: not a child of it
+    procs.die_with_parent(_WORKER_PID)
 
 
 @worker_ready.connect
@@ -91,7 +114,21 @@ def check_credits(scheduled: bool = False, interval_s: float | None = None) -> d
         return {"status": "unknown", "checked_at": now.isoformat(), "error": str(exc)}
     for alert in result.alerts:
         _dispatch(alert)
+    if not result.skipped:
+        _redispatch_lost(rt, now)
     return result.as_dict()
+
+
+def _redispatch_lost(rt: Runtime, now: datetime) -> None:
+    """Dispatch again the recent alerts whose delivery never happened; publishing is once."""
+    try:
+        lost = rt.store.undelivered(now, REDISPATCH_AFTER_S, REDISPATCH_WITHIN_S)
+    except StoreError as exc:
+        log.warning("lost alerts not looked for: %s", exc)
+        return
+    for alert in lost:
+        log.warning("alert %s was never delivered: sending it again", alert.id)
+        _dispatch(alert)
 
 
 def _dispatch(alert: Alert) -> None:

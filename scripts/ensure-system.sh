@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the system packages credit_tasks needs when they are missing (Debian/Ubuntu):
 # redis-server for the tests and the local Redis, python3-venv for the virtualenv,
-# prometheus (with promtool) for the metrics tests, chromium and its driver for the page's
-# browser test. Nothing is downloaded from anywhere but the distribution's packages.
+# redis-sentinel for the failover test, prometheus (with promtool) for the metrics tests,
+# chromium and its driver for the page's browser test. Nothing is downloaded from anywhere but
+# the distribution's packages.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

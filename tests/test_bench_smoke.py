@@ -79,6 +79,8 @@ def test_the_smoke_run_writes_the_results_it_returns(smoke: dict[str, Any]) -> N
         "crossings": 2,
         "keys": 250,
         "keys_reps": 2,
+        "latency_ms": 100.0,
+        "latency_reps": 1,
         "web_days": 1.0,
         "web_keys": 250,
         "web_rounds": 2,
@@ -138,19 +140,33 @@ def test_the_keys_benchmark_times_first_and_steady_checks_of_the_whole_fleet(
     assert _positive(k["ratio_first"]) and _positive(k["ratio_steady"])
 
 
+def test_the_latency_benchmark_times_checks_with_pages_at_once_and_one_after_another(
+    smoke: dict[str, Any],
+) -> None:
+    k = smoke["results"]["benchmarks"]["keys_at_latency"]
+    assert (k["keys"], k["pages"], k["latency_ms"], k["page_concurrency"]) == (250, 3, 100.0, 8)
+    for way in ("concurrent", "sequential"):
+        assert k[way]["n"] == 1 and _positive(k[way]["median_ms"])
+    # /key, then /credits beside the pages: 2 waits at once against 3 in a row, at least
+    assert k["concurrent"]["median_ms"] >= 300 and k["sequential"]["median_ms"] >= 400
+    assert _positive(k["speedup"])
+
+
 def test_the_keys_benchmark_counts_round_trips_at_three_fleet_sizes(
     smoke: dict[str, Any],
 ) -> None:
     k = smoke["results"]["benchmarks"]["keys_10k"]
     assert [(c["keys"], c["pages"]) for c in k["counted"]] == [(2, 1), (25, 1), (250, 3)]
+    assert [c["pages_asked"] for c in k["counted"]] == [1, 1, 4]
     for c in k["counted"]:
         for which in ("first", "steady"):
             figures = c[which]
             assert figures["redis_round_trips"] >= 1 and figures["redis_commands"] >= 1
-            # /key, /credits, /workspaces, the pages, and /activity once a day (the first
-            # check of an empty store reads it; the steady one finds it cached)
+            # /key, /credits, /workspaces, the pages asked (windows of 1, 1, 2, ...: 4 for a
+            # fleet of 3 pages), and /activity once a day (the first check of an empty store
+            # reads it; the steady one finds it cached)
             usual = 1 if which == "first" else 0
-            assert figures["http_requests"] == c["pages"] + 3 + usual
+            assert figures["http_requests"] == c["pages_asked"] + 3 + usual
             assert _positive(figures["wall_ms"]) and _positive(figures["http_ms"])
             assert _positive(figures["redis_ms"]) and _positive(figures["list_keys_ms"])
             parts = figures["http_ms"] + figures["redis_ms"] + figures["python_ms"]
@@ -176,7 +192,7 @@ def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str
     ]
     assert len(text.splitlines()) == len(rows) + 2
     targeted = [r for r in rows if r["target"] != "-"]
-    assert len(targeted) == 13 and all(isinstance(r["met"], bool) for r in targeted)
+    assert len(targeted) == 14 and all(isinstance(r["met"], bool) for r in targeted)
     assert all(r["against"] for r in rows)
 
 

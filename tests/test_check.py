@@ -468,6 +468,36 @@ def test_an_unreadable_key_joins_the_unknown_balance_hint(
     )
 
 
+def test_a_403_on_credits_with_a_capped_key_checks_on_its_limit_and_says_so_once(
+    sim: Simulator, redis_url: str, store: Store
+) -> None:
+    """An ordinary key set as OPENROUTER_MANAGEMENT_KEY: /credits and /keys answer 403."""
+    sim.add_key(API_KEY, name="App", limit=20.0, usage=12.0)  # its own cap: $8 left
+    wrong = make_settings(sim, redis_url, openrouter_management_key=API_KEY)
+    first = check(wrong, store, T0)
+    assert (first.status, first.error) == (Status.WARNING, None)
+    assert (first.snapshot.remaining_usd, first.snapshot.source) == (8.0, "key_limit")
+    assert "OPENROUTER_MANAGEMENT_KEY is not a management key (403" in first.note
+    # then the spike's note, as on every check while the history is short (issue 11/12)
+    assert "checked on the key's own limit until then; spike: " in first.note
+    later = [check(wrong, store, T0 + timedelta(minutes=m)) for m in (30, 60)]
+    assert [r.status for r in later] == [Status.WARNING, Status.WARNING]
+    # said once, not on every check: neither by the check nor through /activity
+    assert [("management key" in (r.note or "")) for r in later] == [False, False]
+    assert "/activity" not in sim.requests()
+    status = store.monitoring_status()
+    assert status["consecutive_failures"] == "0" and status["last_error"] == ""
+    assert "is not a management key (403" in status["credits_forbidden"]
+    types = [a["type"] for a in store.recent_alerts()]
+    assert "unknown" not in types and "warning" in types
+    assert sim.requests()["/credits"] == 3
+
+    fixed = check(make_settings(sim, redis_url), store, T0 + timedelta(minutes=90))
+    assert fixed.snapshot.source == "key_limit"  # the account ($100) is more than the key's $8
+    assert fixed.snapshot.account_balance_usd == 100.0
+    assert store.monitoring_status()["credits_forbidden"] == ""
+
+
 def _states(rdb: redis.Redis) -> set[str]:
     return set(rdb.hkeys("openrouter:alerts:state"))
 

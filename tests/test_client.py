@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -287,7 +289,8 @@ def test_a_402_on_credits_keeps_what_the_key_said() -> None:
 def test_a_rejected_key_is_reported_at_once_with_the_setting_and_the_fix(
     route: str, status: int, setting: str, fix: str
 ) -> None:
-    routes: dict[str, Reply] = {"key": ok(KEY_CAPPED), "credits": ok(CREDITS)}
+    # an uncapped key: nothing but /credits shows the money (a capped one: see below)
+    routes: dict[str, Reply] = {"key": ok(KEY_OLD), "credits": ok(CREDITS)}
     fake = FakeOpenRouter(**{**routes, route: error(status, "User not found.")})
     sleeps: list[float] = []
     with pytest.raises(KeyRejected) as info:
@@ -321,6 +324,49 @@ def test_retry_after_is_honoured_as_the_wait(status: int, retry_after: str, wait
     sleeps: list[float] = []
     assert fetch(fake, sleeps).remaining_usd == 74.5
     assert sleeps == [wait_s]
+
+
+@pytest.mark.parametrize("scale", [1000, 1], ids=["epoch ms", "epoch s"])
+def test_x_ratelimit_reset_is_honoured_as_the_wait_of_a_429(scale: int) -> None:
+    reset = (time.time() + 4.0) * scale
+    busy = error(429, "Rate limit exceeded", headers={"X-RateLimit-Reset": f"{reset:.0f}"})
+    fake = FakeOpenRouter(key=[busy, ok(KEY_CAPPED)])
+    sleeps: list[float] = []
+    assert fetch(fake, sleeps).remaining_usd == 74.5
+    [wait_s] = sleeps
+    assert 3.0 <= wait_s <= 4.5  # whole seconds round by up to half of one
+
+
+def test_a_429_with_both_headers_waits_for_the_later_one() -> None:
+    later = f"{(time.time() + 5.0) * 1000:.0f}"
+    busy = error(429, "slow", headers={"Retry-After": "2", "X-RateLimit-Reset": later})
+    sleeps: list[float] = []
+    fetch(FakeOpenRouter(key=[busy, ok(KEY_CAPPED)]), sleeps)
+    assert 4.0 <= sleeps[0] <= 5.0
+    sooner = f"{(time.time() + 1.0) * 1000:.0f}"
+    busy = error(429, "slow", headers={"Retry-After": "2", "X-RateLimit-Reset": sooner})
+    sleeps.clear()
+    fetch(FakeOpenRouter(key=[busy, ok(KEY_CAPPED)]), sleeps)
+    assert sleeps == [2.0]
+
+
+@pytest.mark.parametrize("reset", ["", "soon", "nan", "0"], ids=["empty", "text", "nan", "past"])
+def test_an_unusable_or_past_x_ratelimit_reset_does_not_stall_the_retry(reset: str) -> None:
+    busy = error(429, "slow", headers={"X-RateLimit-Reset": reset})
+    sleeps: list[float] = []
+    fetch(FakeOpenRouter(key=[busy, ok(KEY_CAPPED)]), sleeps)
+    assert len(sleeps) == 1 and sleeps[0] <= 1.0
+
+
+def test_a_rate_limit_reset_beyond_the_budget_gives_up_at_once() -> None:
+    reset = f"{(time.time() + 120) * 1000:.0f}"
+    fake = FakeOpenRouter(
+        key=error(429, "Rate limit exceeded", headers={"X-RateLimit-Reset": reset})
+    )
+    sleeps: list[float] = []
+    with pytest.raises(ApiUnavailable, match=r"after 1 attempt .*30 s retry budget"):
+        fetch(fake, sleeps, credit_retry_budget_s=30)
+    assert (len(fake.requests), sleeps) == (1, [])
 
 
 def test_a_retry_after_beyond_the_budget_gives_up_at_once() -> None:
@@ -479,12 +525,16 @@ def test_no_secret_reaches_a_message_even_when_the_server_echoes_it(
     route: str, status: int
 ) -> None:
     echo = error(status, f"bad key {API_KEY} / {MANAGEMENT_KEY}\nsecond line")
-    routes: dict[str, Reply] = {"key": ok(KEY_CAPPED), "credits": ok(CREDITS)}
+    routes: dict[str, Reply] = {"key": ok(KEY_OLD), "credits": ok(CREDITS)}
     fake = FakeOpenRouter(**{**routes, route: echo})
     with pytest.raises(FetchError) as info:
         fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
     message = str(info.value)
     assert API_KEY not in message and MANAGEMENT_KEY not in message and "\n" not in message
+    if (route, status) == ("credits", 403):  # with a capped key, the 403 is a note instead
+        fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=echo)
+        note = fetch(fake, openrouter_management_key=MANAGEMENT_KEY).credits_forbidden or ""
+        assert "403" in note and API_KEY not in note and MANAGEMENT_KEY not in note
 
 
 def test_no_secret_reaches_the_snapshot_or_the_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -687,6 +737,115 @@ def test_a_keys_item_the_field_table_allows_is_read(fields: dict[str, object]) -
     [key] = listing.keys
     assert key.name == item["name"] and key.label == item["label"]
     assert key.limit_reset == item["limit_reset"]
+
+
+class PagedKeys:
+    """A /keys that answers by offset: `count` keys, pages of 100, each after `delay_s`;
+    it counts the requests in flight at once. Other paths answer like an account."""
+
+    def __init__(self, count: int, delay_s: float = 0.0, fail_offset: int | None = None) -> None:
+        self.count = count
+        self.delay_s = delay_s
+        self.fail_offset = fail_offset
+        self.offsets: list[int] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.finished = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1/")
+        if path == "key":
+            return ok(KEY_OLD)
+        if path == "credits":
+            return ok(CREDITS)
+        if path == "workspaces":
+            return error(404, "Not Found")  # an account from before workspaces
+        offset = int(request.url.params["offset"])
+        with self._lock:
+            self.offsets.append(offset)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay_s)
+            if offset == self.fail_offset:
+                return error(400, "Bad offset")
+            hashes = range(offset, min(offset + 100, self.count))
+            return ok({"data": [keys_item(f"k{i:05d}") for i in hashes]})
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self.finished += 1
+
+
+def paged_client(api: PagedKeys, **kwargs: Any) -> OpenRouterClient:
+    http = httpx.Client(transport=httpx.MockTransport(api), base_url=BASE_URL)
+    settings = make_settings(openrouter_management_key=MANAGEMENT_KEY)
+    return OpenRouterClient(settings, http, **kwargs)
+
+
+def test_an_account_of_one_page_costs_one_keys_request() -> None:
+    api = PagedKeys(42)
+    with paged_client(api) as client:
+        listing = client.list_keys(NOW)
+    assert len(listing.keys) == 42
+    assert api.offsets == [0]
+
+
+def test_pages_after_the_first_are_fetched_up_to_eight_at_a_time_and_read_in_order() -> None:
+    api = PagedKeys(1_050, delay_s=0.05)  # 10 full pages and a short one
+    started = time.monotonic()
+    with paged_client(api) as client:
+        listing = client.list_keys(NOW)
+    elapsed = time.monotonic() - started
+    assert [k.hash for k in listing.keys] == [f"k{i:05d}" for i in range(1_050)]
+    assert api.most_in_flight == 8
+    # windows of 1, 1, 2, 4 and 8 pages: 5 waits, not 11
+    assert sorted(api.offsets) == list(range(0, 1_600, 100))
+    assert elapsed < 9 * 0.05, elapsed  # one after another: 11 * 0.05
+
+
+def test_a_concurrency_of_one_pages_one_after_another() -> None:
+    api = PagedKeys(350)
+    with paged_client(api, page_concurrency=1) as client:
+        assert len(client.list_keys(NOW).keys) == 350
+    assert api.offsets == [0, 100, 200, 300]
+    assert api.most_in_flight == 1
+
+
+def test_a_failed_page_fails_the_listing_once_every_request_of_its_window_is_done() -> None:
+    api = PagedKeys(5_000, delay_s=0.02, fail_offset=500)
+    with paged_client(api) as client, pytest.raises(FetchError, match="400 Bad offset"):
+        client.list_keys(NOW)
+    # windows of 1, 1 and 2, then 4 with the failure in it (offsets 400-700)
+    assert api.in_flight == 0 and api.finished == len(api.offsets) == 8
+
+
+def test_a_check_at_100_ms_per_request_lists_ten_thousand_keys_in_well_under_five_seconds() -> None:
+    api = PagedKeys(10_000, delay_s=0.1)
+    started = time.monotonic()
+    with paged_client(api) as client:
+        reading = client.read(NOW)
+    elapsed = time.monotonic() - started
+    assert reading.listing is not None and len(reading.listing.keys) == 10_000
+    # /key, then /credits beside 16 windows of /keys (1, 1, 2, 4, then 8): about 1.7 s
+    # (one after another: 10.2 s)
+    assert elapsed < 3.0, elapsed
+
+
+def test_a_403_on_credits_falls_back_to_the_key_limit_when_the_key_has_one() -> None:
+    forbidden = error(403, "Only management keys can perform this operation")
+    fake = FakeOpenRouter(key=ok(KEY_CAPPED), credits=forbidden)
+    snap = fetch(fake, openrouter_management_key=MANAGEMENT_KEY)
+    assert (snap.remaining_usd, snap.source, snap.account_balance_usd) == (74.5, "key_limit", None)
+    assert snap.credits_forbidden is not None
+    assert snap.credits_forbidden.startswith("OPENROUTER_MANAGEMENT_KEY is not a management key")
+    uncapped = FakeOpenRouter(key=ok(KEY_OLD), credits=forbidden)
+    with pytest.raises(KeyRejected, match="is not a management key"):
+        fetch(uncapped, openrouter_management_key=MANAGEMENT_KEY)
+    rejected = FakeOpenRouter(key=ok(KEY_CAPPED), credits=error(401, "User not found."))
+    with pytest.raises(KeyRejected, match="rejected OPENROUTER_MANAGEMENT_KEY"):
+        fetch(rejected, openrouter_management_key=MANAGEMENT_KEY)
 
 
 def workspace(workspace_id: str, name: str) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -280,3 +282,70 @@ def test_signals_in_quick_succession_still_stop_everything(tmp_path: Path) -> No
     output = "".join(lines)
     assert "nothing started here is left running" in output
     assert "Traceback" not in output
+
+
+@contextlib.contextmanager
+def running_demo(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`credit-monitor demo` in a process group of its own, as a shell runs a job."""
+    argv = ["demo", "--pace", "5", "--flower-port", str(free_port()), *args]
+    proc = subprocess.Popen(
+        [str(BIN / "credit-monitor"), *argv],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(5)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def gone_within(pids: dict[int, str], limit_s: float) -> float:
+    """Seconds until every one of `pids` is gone; fails past `limit_s`, killing what is left."""
+    started = time.monotonic()
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in pids), limit_s, "every process to stop")
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    return time.monotonic() - started
+
+
+def test_sigterm_to_the_demos_group_mid_alert_stops_everything_within_5_s(
+    tmp_path: Path,
+) -> None:
+    with running_demo(tmp_path, "--for", "120s") as (proc, lines):
+        # the check that crosses the line: its alert is on its way through send_alert
+        wait_for(lambda: any("check  warning" in line for line in lines), 60, "the warning")
+        started = descendants(proc.pid) | {proc.pid: "credit-monitor demo"}
+        assert len(started) >= 7, started  # Redis, worker, 2 pool processes, beat, Flower
+        os.killpg(proc.pid, signal.SIGTERM)
+        stopped_s = gone_within(started, 5)
+        assert proc.wait(timeout=5) == 0
+    assert "nothing started here is left running" in "".join(lines)
+    print(f"the demo stopped in {stopped_s:.2f} s")
+
+
+def test_no_process_of_the_demo_outlives_it_even_when_it_is_killed_with_sigkill(
+    tmp_path: Path,
+) -> None:
+    with running_demo(tmp_path, "--for", "120s") as (proc, lines):
+        wait_for(lambda: any("check  ok" in line for line in lines), 60, "a first check")
+        started = descendants(proc.pid)
+        assert len(started) >= 6, started
+        proc.kill()  # no handler runs, no cleanup: only the kernel can stop the children
+        proc.wait()
+        gone_s = gone_within(started, 5)
+    print(f"the demo's {len(started)} processes were gone {gone_s:.2f} s after its SIGKILL")

@@ -164,6 +164,15 @@ ROWS: dict[str, Row] = {
         min_s=1.0,  # the wait it asked for, not the backoff's 0.5 s
         max_s=2.0,
     ),
+    "429 with X-RateLimit-Reset 1.5 s ahead": Row(
+        [status(429, reset_in_s=1.5)],
+        {"/key": 2, "/credits": 1, **LISTING, **USUAL},
+        Status.OK,
+        remaining_usd=50.0,
+        source="account",
+        min_s=1.2,  # until the window reopens (less the request's own time), not the backoff
+        max_s=2.5,
+    ),
     "429 without Retry-After": Row(
         [status(429)],
         {"/key": 2, "/credits": 1, **LISTING, **USUAL},

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from credit_tasks.alerts import Alert
 from credit_tasks.channels import load_channels
 from credit_tasks.rules import AlertType, Status
 from credit_tasks.simulator import Simulator
-from credit_tasks.store import Store
+from credit_tasks.store import Commit, Store
 
 from .conftest import run_cli, service_env, wait_for
 from .receiver import Receiver, serve
@@ -167,6 +168,91 @@ def test_load_channels_accepts_an_apprise_config_file(tmp_path: Path, receiver: 
     config = tmp_path / "apprise.txt"
     config.write_text(f"{receiver.url('/one')}\n{receiver.url('/two')}\n")
     assert len(load_channels(str(config))) == 2
+
+
+def subscribed(rdb: redis.Redis) -> Any:
+    pubsub = rdb.pubsub()
+    pubsub.subscribe("openrouter-alerts")
+    wait_for(lambda: pubsub.get_message(timeout=0.1), what="the subscription")
+    return pubsub
+
+
+def an_alert(alert_id: str, when: datetime) -> Alert:
+    return Alert(
+        alert_id,
+        AlertType.WARNING,
+        "account",
+        Status.WARNING,
+        8.0,
+        10.0,
+        "OpenRouter credits are low: $8.00 left",
+        when,
+    )
+
+
+def test_a_publication_is_atomic_so_racing_deliveries_publish_once(
+    store: Store, rdb: redis.Redis
+) -> None:
+    """No claim to leave behind: a delivery killed half-way cannot hold back the next."""
+    pubsub = subscribed(rdb)
+    alert = an_alert("a1", datetime.now(UTC))
+    barrier = threading.Barrier(20)
+    outcomes: list[bool] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        outcomes.append(store.deliver(alert, datetime.now(UTC)))
+
+    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False] * 19 + [True]
+    got = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        got.append(json.loads(message["data"])["id"])
+    assert got == ["a1"]
+    assert rdb.lrange("openrouter:alerts:list", 0, -1) == ["a1"]
+    assert rdb.hget("openrouter:alerts:a1", "delivered_at")
+    assert rdb.keys("openrouter:alerts:sending:*") == []
+    pubsub.close()
+
+
+def test_undelivered_alerts_are_found_between_their_ages_and_not_once_published(
+    store: Store,
+) -> None:
+    now = datetime.now(UTC)
+    committed = {
+        "fresh": now - timedelta(seconds=5),
+        "lost": now - timedelta(seconds=90),
+        "stale": now - timedelta(hours=2),
+        "sent": now - timedelta(seconds=90),
+    }
+    alerts = [an_alert(alert_id, when) for alert_id, when in committed.items()]
+    assert store.commit(Commit(now, alerts=alerts))
+    store.deliver(alerts[3], now)
+    [lost] = store.undelivered(now, min_age_s=30, max_age_s=3600)
+    assert lost == alerts[1]
+    store.deliver(lost, now)
+    assert store.undelivered(now, min_age_s=30, max_age_s=3600) == []
+
+
+def test_a_check_on_the_worker_sends_again_an_alert_whose_message_was_lost(
+    worker: Any, sim: Simulator, store: Store, rdb: redis.Redis
+) -> None:
+    """As when a failed-over broker lost the send_alert: the record is there, undelivered."""
+    balance(sim, 50.0)
+    alert = an_alert("lost-in-failover", datetime.now(UTC) - timedelta(seconds=60))
+    assert store.commit(Commit(datetime.now(UTC), alerts=[alert]))
+    pubsub = subscribed(rdb)
+    assert check_credits.delay().get(timeout=30)["status"] == "ok"
+    message = wait_for(lambda: pubsub.get_message(timeout=0.5), 15, "the lost alert")
+    assert json.loads(message["data"])["id"] == "lost-in-failover"
+    assert rdb.hget("openrouter:alerts:lost-in-failover", "delivered_at")
+    check_credits.delay().get(timeout=30)  # published: not sent a third time
+    assert pubsub.get_message(timeout=1.0) is None
+    pubsub.close()
 
 
 def test_the_in_process_retries_never_wait_more_than_two_minutes_at_a_time(

@@ -25,7 +25,7 @@ def test_the_redbeat_setting_switches_beat_to_redbeat_on_the_data_redis() -> Non
         _env_file=None, redis_url="redis://r:6379/3", credit_beat_scheduler="redbeat"
     )
     conf = celery_config(settings)
-    assert conf["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert conf["beat_scheduler"] == "credit_tasks.beat:RedBeatScheduler"
     assert conf["redbeat_redis_url"] == "redis://r:6379/3"
     assert conf["redbeat_key_prefix"] == "openrouter:redbeat:"
     assert conf["redbeat_lock_timeout"] > conf["beat_max_loop_interval"]

@@ -264,6 +264,58 @@ def test_status_fault_answers_the_status_with_retry_after_once(sim: Simulator) -
     assert get(sim, "/key").status_code == 200
 
 
+def test_a_429_fault_can_say_when_the_rate_window_reopens_in_epoch_ms(sim: Simulator) -> None:
+    sim.inject("status", path="/key", status=429, reset_in_s=3)
+    before_ms = time.time() * 1000
+    limited = get(sim, "/key")
+    reset_ms = int(limited.headers["x-ratelimit-reset"])
+    assert before_ms + 2_500 <= reset_ms <= time.time() * 1000 + 3_000
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_the_latency_knob_delays_every_api_answer_and_requests_overlap(sim: Simulator) -> None:
+    sim.configure(latency_ms=200)
+    started = time.monotonic()
+    assert get(sim, "/key").status_code == 200
+    assert 0.2 <= time.monotonic() - started < 1.0
+    # eight at once take about as long as one: each connection waits on its own
+    with httpx.Client(base_url=sim.base_url, limits=httpx.Limits(max_connections=8)) as http:
+        auth = {"Authorization": f"Bearer {MANAGEMENT}"}
+        threads = [
+            threading.Thread(
+                target=http.get, args=(f"/keys?offset={i * 100}",), kwargs={"headers": auth}
+            )
+            for i in range(8)
+        ]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert time.monotonic() - started < 0.8
+    sim.configure(latency_ms=0)
+    started = time.monotonic()
+    get(sim, "/key")
+    assert time.monotonic() - started < 0.15
+    with pytest.raises(ValueError, match="latency_ms"):
+        sim.configure(latency_ms=-1)
+
+
+def test_the_latency_is_set_over_http_and_from_the_command_line() -> None:
+    with (
+        Simulator() as simulator,
+        httpx.Client(base_url=f"http://127.0.0.1:{simulator.port}") as control,
+    ):
+        assert control.post("/_sim/config", json={"latency_ms": 150}).json() == {"ok": True}
+        assert simulator.switches.latency_ms == 150
+        started = time.monotonic()
+        control.get("/_sim/state")  # the admin routes are never slowed
+        assert time.monotonic() - started < 0.1
+    from credit_tasks.simulator.command import _parser
+
+    assert _parser().parse_args(["--latency-ms", "100"]).latency_ms == 100
+
+
 def test_faults_are_taken_in_order_and_times_counts_down(sim: Simulator) -> None:
     sim.inject("status", status=503, times=2)
     sim.inject("status", status=402)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+from celery import Celery
 
 from credit_tasks.errors import StartError
+from credit_tasks.simulator import Simulator
 from credit_tasks.supervisor import STOP_SIGNALS, Supervisor
 
-from .conftest import wait_for
-from .test_demo import alive
+from .conftest import BIN, service_env, wait_for
+from .test_demo import alive, in_groups
 
 
 @pytest.fixture
@@ -83,3 +89,65 @@ def test_waiting_for_a_child_ends_when_a_stop_is_asked(sup: Supervisor, tmp_path
     with pytest.raises(KeyboardInterrupt):
         sup.wait_ready(child, lambda: False)
     assert sup.dead() is None
+
+
+def test_a_worker_whose_check_hangs_on_the_api_stops_within_5_s(
+    sup: Supervisor, sim: Simulator, own_redis: Any, tmp_path: Path, redis_server: str
+) -> None:
+    """The 31 s warm shutdown: a worker waits for its tasks, and a check retrying a hung API
+    runs for its whole retry budget. Stopped as a group, its pool has nothing left to run."""
+    server = own_redis()
+    env = service_env(
+        sim,
+        redis_server,
+        REDIS_URL=server.url(0),
+        CELERY_BROKER_URL=server.url(1),
+        CELERY_RESULT_BACKEND=server.url(1),
+        CREDIT_RETRY_BUDGET_S="30",
+        CREDIT_HTTP_TIMEOUT_S="10",
+    )
+    sim.inject("hang", path="/key", times=10, delay_s=60)
+    argv = [str(BIN / "celery"), "-A", "credit_tasks", "worker", "--concurrency=2"]
+    argv += ["--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    worker = sup.start("worker", argv, env, tmp_path)
+    sup.wait_ready(worker, lambda: "ready." in worker.log.read_text())
+    app = Celery("test-stop", broker=server.url(1), set_as_current=False)
+    try:
+        app.send_task("credit_tasks.check_credits")
+        app.send_task("credit_tasks.check_credits")  # a second one, prefetched
+    finally:
+        app.close()
+    wait_for(lambda: sim.requests().get("/key"), 10, "the check to hang on /key")
+    group = in_groups({worker.proc.pid})
+    assert len(group) >= 3  # the worker and its pool
+    started = time.monotonic()
+    sup.stop()
+    stopped_s = time.monotonic() - started
+    wait_for(lambda: not in_groups({worker.proc.pid}), 2, "the pool to be gone")
+    print(f"a worker with a check hung on the API stopped in {stopped_s:.2f} s")
+    assert stopped_s < 5, stopped_s
+    assert "killing it" not in worker.log.read_text()  # SIGTERM was enough
+    lock = redis.Redis.from_url(server.url(0)).pttl("openrouter:monitoring:lock")
+    assert lock <= 10_000  # the stopped check's lock lapses in seconds, not a retry budget
+
+
+def test_a_child_dies_with_a_supervisor_killed_by_sigkill(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: the kernel kills each child when the supervisor dies, however."""
+    script = f"""
+import sys, time
+from pathlib import Path
+from credit_tasks.supervisor import Supervisor
+sup = Supervisor(Path({str(tmp_path)!r}) / "logs")
+for name in ("a", "b"):
+    sup.start(name, ["sleep", "600"], {{"PATH": "/usr/bin:/bin"}}, Path({str(tmp_path)!r}))
+print(" ".join(str(c.proc.pid) for c in sup.children), flush=True)
+time.sleep(600)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    children = [int(pid) for pid in proc.stdout.readline().split()]
+    assert len(children) == 2 and all(alive(pid) for pid in children)
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    wait_for(lambda: not any(alive(pid) for pid in children), 5, "the children to die with it")

@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         help="/credits answers zeros to ordinary keys instead of 403",
     )
     p.add_argument("--keys", type=int, default=0, metavar="N", help="add N extra capped keys")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="every API answer waits this long")
     p.add_argument(
         "--usual-per-hour",
         type=float,
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             legacy=args.legacy,
             minimal_shape=args.minimal_shape,
             credits_zeros_for_ordinary=args.credits_zeros_for_ordinary,
+            latency_ms=args.latency_ms,
         )
         sim.add_fleet(args.keys)
         sim.seed_activity(30, args.usual_per_hour * 24)

@@ -26,6 +26,7 @@ class Fault:
     data: object
     delay_s: float | None
     message: str | None
+    reset_in_s: float | None = None  # a 429's X-RateLimit-Reset, this far after the answer
 
 
 class FaultQueue:
@@ -48,6 +49,7 @@ class FaultQueue:
         data: object = None,
         delay_s: float | None = None,
         message: str | None = None,
+        reset_in_s: float | None = None,
     ) -> None:
         """Queue a fault for the next request(s) on `path` (after /api/v1), or on any path."""
         if kind not in FAULT_KINDS:
@@ -59,7 +61,17 @@ class FaultQueue:
         if path is not None:
             path = "/" + path.removeprefix(API_PREFIX).lstrip("/")
         fault = Fault(
-            kind, path, times, status, retry_after, body, content_type, data, delay_s, message
+            kind,
+            path,
+            times,
+            status,
+            retry_after,
+            body,
+            content_type,
+            data,
+            delay_s,
+            message,
+            reset_in_s,
         )
         with self._lock:
             self._faults.append(fault)

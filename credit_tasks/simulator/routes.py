@@ -7,6 +7,7 @@ its error body: `{"error": {"code": <status>, "message": <text>}}`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,6 +52,7 @@ class Switches:
     legacy: bool = False  # /key answers 404; only /auth/key works
     minimal_shape: bool = False  # /key answers the older, minimal shape
     credits_zeros_for_ordinary: bool = False  # /credits answers zeros instead of 403
+    latency_ms: float = 0.0  # every API answer waits this long, as over a real network
     no_workspaces: bool = False  # an account from before workspaces: /workspaces answers 404
 
 
@@ -81,6 +83,9 @@ def fault_response(fault: Fault) -> Response | None:
         status = fault.status or 500
         if status == 429:
             headers.update({"X-RateLimit-Limit": "40", "X-RateLimit-Remaining": "0"})
+            if fault.reset_in_s is not None:  # epoch milliseconds, as OpenRouter sends it
+                reset_ms = round((time.time() + fault.reset_in_s) * 1000)
+                headers["X-RateLimit-Reset"] = str(reset_ms)
         return error_response(status, fault.message, headers)
     if fault.kind == "error_in_200":
         code = fault.status or 500

@@ -71,6 +71,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         auth = self.headers.get("Authorization")
         fault = sim._begin(method, url.path, auth)
+        latency_s = sim.switches.latency_ms / 1000
+        if latency_s > 0:
+            sim._stopping.wait(latency_s)  # each connection has its own thread: they overlap
 
         def normal() -> Response:
             return routes.answer(sim, method, url.path, url.query, auth)
@@ -186,11 +189,16 @@ class Simulator(Account):
         legacy: bool | None = None,
         minimal_shape: bool | None = None,
         credits_zeros_for_ordinary: bool | None = None,
+        latency_ms: float | None = None,
         no_workspaces: bool | None = None,
     ) -> None:
-        """Switch older behaviours on or off; None leaves a switch as it is."""
+        """Switch older behaviours on or off, or set the latency; None leaves it as it is."""
+        if latency_ms is not None and not 0 <= float(latency_ms) <= 60_000:
+            raise ValueError("latency_ms must be between 0 and 60000")
         with self.lock:
             s = self.switches
+            if latency_ms is not None:
+                s.latency_ms = float(latency_ms)
             s.legacy = s.legacy if legacy is None else legacy
             s.minimal_shape = s.minimal_shape if minimal_shape is None else minimal_shape
             if credits_zeros_for_ordinary is not None:
@@ -202,7 +210,7 @@ class Simulator(Account):
         """Queue a fault for the next request(s) on `path` (after /api/v1), or on any path.
 
         The options are those of `FaultQueue.inject`: path, times, status, retry_after, body,
-        content_type, data, delay_s, message.
+        content_type, data, delay_s, message, reset_in_s.
         """
         self._faults.inject(kind, **options)
 
