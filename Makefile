@@ -34,6 +34,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## soak: a simulated day (24 h in 30 min) under random faults; a table and bench/soak.json
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(ARGS)
+
 ## lint: ruff and mypy, as CI runs them
 lint: $(STAMP)
 	$(BIN)/ruff check .
