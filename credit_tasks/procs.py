@@ -37,14 +37,19 @@ def _find_prctl() -> Callable[..., int] | None:
 _PRCTL = _find_prctl()
 
 
+def signal_at_parent_death(signum: int) -> None:
+    """Have the kernel send `signum` to this process when its parent dies, however (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel SIGKILL this process when its parent dies, even by SIGKILL (Linux).
 
     Call it in the child: as a `preexec_fn`, or first thing in a pool process. A parent that
     died before the request took effect is followed at once.
     """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal_at_parent_death(signal.SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)
 

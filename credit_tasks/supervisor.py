@@ -9,9 +9,11 @@ handed back to the queue (`reject_on_worker_lost`) and made at the next start, o
 
 SIGINT, SIGTERM and SIGHUP only set a flag that the waiting loops poll: a signal handler
 must take no lock, or a second signal arriving while the first handler holds it hangs the
-process (GNU make forwards SIGTERM to its child, so a `make demo` stopped by SIGTERM
-receives two). Every child is started to die with the supervisor (`PR_SET_PDEATHSIG`), so
-none outlives it even when it is killed with SIGKILL.
+process (SIGTERM to the group of `make demo` reaches us twice: once from the group, once
+when the recipe's shell, which make passes it to, dies of it). The supervisor asks for SIGTERM
+when its parent dies, so SIGTERM to make's pid alone stops it too. Every child is started to
+die with the supervisor (`PR_SET_PDEATHSIG`), so none outlives it even when it is killed with
+SIGKILL.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ class Supervisor:
 
         for signum in STOP_SIGNALS:
             signal.signal(signum, on_signal)
+        # `make demo` runs us under `sh -c` (for its exit-code test). On SIGTERM, make passes
+        # the signal to that shell, which dies of it without passing it on: its death is our
+        # SIGTERM, so we stop rather than run on with no parent.
+        parent = os.getppid()
+        procs.signal_at_parent_death(signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the request took effect
+            self.stop_requested = True
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str], cwd: Path, stop_last: bool = False

@@ -237,7 +237,7 @@ def test_the_demo_refuses_a_busy_flower_port_in_one_line_before_starting_anythin
 
 
 def test_signals_in_quick_succession_still_stop_everything(tmp_path: Path) -> None:
-    """`make demo` stopped by SIGTERM gets it twice (make forwards it); Ctrl-C may be mashed."""
+    """`make demo` stopped by SIGTERM to its group gets it twice; Ctrl-C may be mashed."""
     argv = ["demo", "--for", "120s", "--pace", "5", "--flower-port", str(free_port())]
     proc = subprocess.Popen(
         [str(BIN / "credit-monitor"), *argv],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 import redis
 from celery import Celery
 
+from credit_tasks import procs
 from credit_tasks.errors import StartError
 from credit_tasks.simulator import Simulator
 from credit_tasks.supervisor import STOP_SIGNALS, Supervisor
@@ -30,6 +33,7 @@ def sup(tmp_path: Path) -> Iterator[Supervisor]:
     supervisor.stop()
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+    procs.signal_at_parent_death(0)  # handle_signals asked for SIGTERM when pytest's parent dies
 
 
 def test_a_stop_signal_sets_a_flag_and_takes_no_lock(sup: Supervisor) -> None:
@@ -151,3 +155,41 @@ time.sleep(600)
     proc.wait()
     proc.stdout.close()
     wait_for(lambda: not any(alive(pid) for pid in children), 5, "the children to die with it")
+
+
+def test_a_supervisor_whose_parent_shell_dies_of_sigterm_stops_within_5_s(tmp_path: Path) -> None:
+    """`make demo` runs the demo under `sh -c`; SIGTERM to make reaches only that shell."""
+    script = f"""
+import time
+from pathlib import Path
+from credit_tasks.supervisor import Supervisor
+sup = Supervisor(Path({str(tmp_path)!r}) / "logs", grace_s=0.5)
+sup.handle_signals()
+child = sup.start("a", ["sleep", "600"], {{"PATH": "/usr/bin:/bin"}}, Path({str(tmp_path)!r}))
+print(child.proc.pid, flush=True)
+while not sup.stop_requested:
+    time.sleep(0.05)
+sup.stop()
+Path({str(tmp_path / "stopped")!r}).write_text("yes")
+"""
+    # `; true` keeps the shell alive between us and the supervisor, as make's recipe does
+    shell = subprocess.Popen(
+        ["sh", "-c", f'"{sys.executable}" -c "$0"; true', script],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert shell.stdout is not None
+    try:
+        child = int(shell.stdout.readline())
+        assert alive(child)
+        shell.send_signal(signal.SIGTERM)  # the shell alone, as make passes it on
+        shell.wait(5)
+        started = time.monotonic()
+        wait_for(lambda: (tmp_path / "stopped").exists(), 5, "the supervisor to stop")
+        wait_for(lambda: not alive(child), 1, "its child to be gone")
+        print(f"the supervisor stopped {time.monotonic() - started:.2f} s after its shell died")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)  # the supervisor, if it outlived the test
+        shell.stdout.close()
