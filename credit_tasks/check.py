@@ -5,6 +5,7 @@ Redis round trips: `claim` the lock, `load` the states, silences and window, `co
 everything. Both faces use it: the `check_credits` task dispatches the alerts to
 `send_alert`, the CLI delivers them in-process through the same `notify.deliver`; the alerts
 a silence, an ack or the account holds back are recorded and handed back apart, never sent.
+What it hands back is a `result.CheckResult`; its worst status is `rules.outcome`'s.
 """
 
 from __future__ import annotations
