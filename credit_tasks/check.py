@@ -5,13 +5,13 @@ Redis round trips: `claim` the lock, `load` the states, silences and window, `co
 everything. Both faces use it: the `check_credits` task dispatches the alerts to
 `send_alert`, the CLI delivers them in-process through the same `notify.deliver`; the alerts
 a silence, an ack or the account holds back are recorded and handed back apart, never sent.
+What it hands back is a `result.CheckResult`; its worst status is `rules.outcome`'s.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -21,6 +21,11 @@ from .client import OpenRouterClient
 from .errors import FetchError, KeyRejected
 from .history import Point, runway_hours
 from .readings import KeyInfo, Snapshot
+from .result import CheckResult as CheckResult  # re-exported: what a check hands back
+from .result import KeyStatus as KeyStatus
+from .result import rounded
+from .result import unreadable_note as unreadable_note
+from .rules import EXIT_CODES as EXIT_CODES  # re-exported: the exit codes follow the worst
 from .rules import (
     RUNWAY,
     SPIKE,
@@ -29,13 +34,16 @@ from .rules import (
     KeyFigures,
     Observation,
     Policy,
-    SpikeFigures,
     Status,
     Subject,
     Thresholds,
     decide,
+    others_note,
     subjects_of,
+    worst_of,
 )
+from .rules import severity as severity
+from .rules import stored_worst as stored_worst
 from .settings import Settings
 from .store import Commit, Cooldown, Loaded, Store
 
@@ -50,179 +58,6 @@ SKIPPED_SCHEDULED = (
     "skipped: a scheduled check ran less than half an interval ago "
     "(is a second beat running? run exactly one, or use CREDIT_BEAT_SCHEDULER=redbeat)"
 )
-EXIT_CODES = {Status.OK: 0, Status.WARNING: 1, Status.CRITICAL: 2, Status.UNKNOWN: 3}
-# the worst of several statuses, as Nagios aggregators rank them: unknown only beats ok
-_SEVERITY = {Status.OK: 0, Status.UNKNOWN: 1, Status.WARNING: 2, Status.CRITICAL: 3}
-UNREADABLE_NAMED = 3  # the note names this many unreadable keys, then counts the rest
-
-
-def severity(status: Status) -> int:
-    """How bad `status` is: ok 0, unknown 1, warning 2, critical 3."""
-    return _SEVERITY[status]
-
-
-def worst_of(statuses: Iterable[Status]) -> Status:
-    """The most severe of `statuses` (critical, warning, unknown, ok); ok when there are none."""
-    return max(statuses, key=severity, default=Status.OK)
-
-
-def others_note(runway: Status | None, keys: Iterable[Status], spike: Status | None = None) -> str:
-    """`runway warning, spike warning, 1 key critical`: what besides the account is not ok."""
-    parts = [f"runway {runway.value}"] if runway not in (None, Status.OK) else []
-    if spike not in (None, Status.OK):
-        parts.append(f"spike {spike.value}")
-    keys = list(keys)
-    for status in (Status.CRITICAL, Status.WARNING, Status.UNKNOWN):
-        if count := keys.count(status):
-            parts.append(f"{count} key{'s' if count != 1 else ''} {status.value}")
-    return ", ".join(parts)
-
-
-def stored_worst(current: Mapping[str, str], monitoring: Mapping[str, str]) -> tuple[Status, str]:
-    """The last recorded check's worst status, as its exit code was, and what besides the
-    account made it so; unknown when the checks now fail."""
-    account = Status(current.get("status") or Status.UNKNOWN.value)
-    failing = int(monitoring.get("consecutive_failures") or 0) > 0
-    if account is Status.UNKNOWN and failing:
-        return account, ""  # the keys and runway of an older check say nothing about now
-    worst = worst_of([account, Status(current.get("worst_status") or account.value)])
-    return worst, current.get("worst_note") or ""
-
-
-@dataclass(frozen=True)
-class KeyStatus:
-    """One capped or uncapped key of the account after a check."""
-
-    key: KeyInfo
-    status: Status
-
-    def as_dict(self) -> dict[str, object]:
-        k = self.key
-        return {
-            "hash": k.hash,
-            "name": k.name,
-            "label": k.label,
-            "limit_usd": k.limit_usd,
-            "remaining_usd": k.remaining_usd,
-            "usage_usd": k.usage_usd,
-            "limit_reset": k.limit_reset,
-            "workspace": k.workspace,
-            "status": self.status.value,
-        }
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """What one check found and which alerts it raised.
-
-    `status` is the account's (a skipped check's is the stored one); `worst`, which the exit
-    code follows, also counts the runway and the keys, and is unknown for a skipped check.
-    """
-
-    status: Status
-    checked_at: datetime
-    snapshot: Snapshot | None = None
-    alerts: list[Alert] = field(default_factory=list)  # to deliver
-    held: list[Alert] = field(default_factory=list)  # recorded, neither published nor sent
-    error: str | None = None
-    note: str | None = None
-    skipped: bool = False
-    burn_rate_usd_per_hour: float | None = None
-    runway_hours: float | None = None
-    keys: list[KeyStatus] = field(default_factory=list)
-    unreadable_keys: list[str] = field(default_factory=list)
-    keys_listed: bool = False  # False: no management key, or the listing failed
-    runway_status: Status | None = None  # None: no projection judged
-    burn_span_hours: float | None = None
-    spend: measure.Spend = field(default_factory=measure.Spend)
-    spike: SpikeFigures | None = None
-    spike_status: Status | None = None  # None: no usual pace to judge a spike by
-
-    @property
-    def worst(self) -> Status:
-        if self.skipped:
-            return Status.UNKNOWN
-        others = [s for s in (self.runway_status, self.spike_status) if s]
-        return worst_of([self.status, *others, *(k.status for k in self.keys)])
-
-    @property
-    def others_note(self) -> str:
-        return others_note(self.runway_status, (k.status for k in self.keys), self.spike_status)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.worst]
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-safe summary, free of secrets."""
-        snap = self.snapshot.as_dict() if self.snapshot else {}
-        counts = {s.value: 0 for s in (Status.OK, Status.WARNING, Status.CRITICAL)}
-        for k in self.keys:
-            counts[k.status.value] += 1
-        return {
-            "status": self.status.value,
-            "worst_status": self.worst.value,
-            "runway_status": self.runway_status.value if self.runway_status else None,
-            "checked_at": self.checked_at.isoformat(),
-            "remaining_usd": snap.get("remaining_usd"),
-            "usage_usd": snap.get("usage_usd"),
-            "source": snap.get("source"),
-            "limit_usd": snap.get("limit_usd"),
-            "account_balance_usd": snap.get("account_balance_usd"),
-            "burn_rate_usd_per_hour": _round(self.burn_rate_usd_per_hour, 6),
-            "runway_hours": _round(self.runway_hours, 2),
-            "burn_span_hours": _round(self.burn_span_hours, 2),
-            "spend_today_usd": self.spend.today_usd,
-            "spend_week_usd": self.spend.week_usd,
-            "spend_month_usd": self.spend.month_usd,
-            "spike": self._spike_dict(),
-            # null: not listed (no management key, or the listing failed); else the counts
-            "keys": (
-                {"checked": len(self.keys), **counts, "unreadable": len(self.unreadable_keys)}
-                if self.keys_listed
-                else None
-            ),
-            "skipped": self.skipped,
-            "error": self.error,
-            "note": self.note,
-            "alerts": [{"id": a.id, "type": a.type.value} for a in self.alerts],
-            "held": [_held_row(a) for a in self.held],
-        }
-
-    def _spike_dict(self) -> dict[str, object] | None:
-        s = self.spike
-        if s is None:
-            return None
-        return {
-            "status": (self.spike_status or Status.OK).value,
-            "window_minutes": s.window_minutes,
-            "window_spend_usd": round(s.window_spend_usd, 6),
-            "baseline_usd_per_hour": round(s.baseline_usd_per_hour, 6),
-            "factor": _round(s.ratio, 2),
-            "top_keys": [
-                {"hash": k.hash, "name": k.name, "spend_usd": k.spend_usd} for k in s.top_keys
-            ],
-        }
-
-
-def _held_row(alert: Alert) -> dict[str, object]:
-    row = alert.as_dict()
-    return {"id": alert.id, "type": alert.type.value, "subject": alert.subject} | {
-        k: row[k] for k in ("silenced_by", "acked_by", "inhibited_by") if k in row
-    }
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def unreadable_note(names: list[str]) -> str:
-    """`2 keys unreadable: <hash>, <hash>`, naming a few and counting the rest."""
-    shown = ", ".join(names[:UNREADABLE_NAMED])
-    more = len(names) - UNREADABLE_NAMED
-    if more > 0:
-        shown += f" and {more} more"
-    return f"{len(names)} key{'s' if len(names) != 1 else ''} unreadable: {shown}"
 
 
 def policy(settings: Settings) -> Policy:
@@ -464,19 +299,19 @@ def _record(
     spike = observed.spike
     key_statuses = [s for subject, s in decision.statuses.items() if subject.kind == "key"]
     extra = {
-        "burn_rate_usd_per_hour": _round(observed.burn_rate_usd_per_hour, 6),
-        "runway_hours": _round(observed.runway_hours, 2),
+        "burn_rate_usd_per_hour": rounded(observed.burn_rate_usd_per_hour, 6),
+        "runway_hours": rounded(observed.runway_hours, 2),
         # what `status` exits with, as `check` did
         "worst_status": worst_of([decision.status, *decision.statuses.values()]).value,
         "worst_note": others_note(
             decision.statuses.get(RUNWAY), key_statuses, decision.statuses.get(SPIKE)
         ),
-        "burn_span_hours": _round(observed.burn_span_hours, 2),
+        "burn_span_hours": rounded(observed.burn_span_hours, 2),
         "spend_today_usd": spent.today_usd,
         "spend_week_usd": spent.week_usd,
         "spend_month_usd": spent.month_usd,
-        "spike_window_spend_usd": _round(spike.window_spend_usd, 6) if spike else None,
-        "spike_baseline_usd_per_hour": _round(spike.baseline_usd_per_hour, 6) if spike else None,
+        "spike_window_spend_usd": rounded(spike.window_spend_usd, 6) if spike else None,
+        "spike_baseline_usd_per_hour": rounded(spike.baseline_usd_per_hour, 6) if spike else None,
     }
     keys = None
     if seen.keys is not None:

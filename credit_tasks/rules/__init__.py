@@ -10,12 +10,14 @@ One job a module, each importing only the others here:
 - `states`: one subject's statuses, thresholds and alert state, and how a check moves it;
 - `subjects`: what a decision takes: the subjects, the figures observed, the policy;
 - `silencing`: the team's silences and acks;
-- `decision`: `decide`, which judges each subject once and marks what is held back.
+- `decision`: `decide`, which judges each subject once and marks what is held back;
+- `outcome`: a check's worst status (which the exit code follows) and what else is not ok.
 """
 
 from __future__ import annotations
 
 from .decision import PAYMENT_REQUIRED, Decision, Due, decide, distinct, subjects_of
+from .outcome import EXIT_CODES, others_note, severity, stored_worst, worst_of
 from .silencing import ANY_SUBJECT, ANY_TYPE, Ack, Silence, Silencing
 from .states import (
     AlertState,
@@ -51,6 +53,7 @@ __all__ = [
     "ACCOUNT",
     "ANY_SUBJECT",
     "ANY_TYPE",
+    "EXIT_CODES",
     "PAYMENT_REQUIRED",
     "RUNWAY",
     "SPIKE",
@@ -83,5 +86,9 @@ __all__ = [
     "evaluate",
     "is_unknown",
     "key_thresholds",
+    "others_note",
+    "severity",
+    "stored_worst",
     "subjects_of",
+    "worst_of",
 ]
