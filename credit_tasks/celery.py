@@ -9,8 +9,10 @@ name (`app.send_task("credit_tasks.check_credits")`).
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
+import types
 from typing import Any
 
 from celery import Celery
@@ -159,8 +161,30 @@ def _settings_or_exit() -> Settings:
         raise
 
 
+def standalone_config() -> dict[str, Any]:
+    """The settings' Celery config with a `celeryconfig.py` on top, when one is importable:
+    its values win, as Celery's convention has it.
+
+    One mapping, not `add_defaults` beside `config_from_object`: the defaults an app adds are
+    looked up before the object's values, so `celeryconfig.py` could not override them.
+    """
+    config = celery_config()
+    try:
+        module = importlib.import_module("celeryconfig")
+    except ModuleNotFoundError as exc:
+        if exc.name != "celeryconfig":
+            raise
+        return config
+    config.update(
+        (name, value)
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and value is not celery_config
+    )
+    return config
+
+
 # never the current app: a host's tasks must not follow this one's broker
 app = Celery("credit_tasks", include=["credit_tasks.tasks"], set_as_current=False)
-app.add_defaults(celery_config)
-# celeryconfig.py beside the project, when importable, takes precedence (Celery's convention)
-app.config_from_object("celeryconfig", silent=True)
+app.add_defaults(standalone_config)

@@ -210,3 +210,36 @@ def test_the_readme_fleet_runs_beats_checks_and_their_alerts_as_written(
     [alert_id] = rdb.lrange("openrouter:alerts:list", 0, -1)
     assert rdb.hget(f"openrouter:alerts:{alert_id}", "type") == "warning"
     assert list(state.glob("celerybeat-schedule*"))
+
+
+def test_a_celeryconfig_beside_the_project_overrides_what_the_settings_configure(
+    tmp_path: Path,
+) -> None:
+    """The root's `celeryconfig.py` says "override any Celery setting below": it must win."""
+    (tmp_path / "celeryconfig.py").write_text(
+        (ROOT / "celeryconfig.py").read_text()
+        + '\nbroker_url = "redis://127.0.0.1:1/9"\n'
+        + 'broker_transport_options = {"visibility_timeout": 42}\n'
+        + "worker_prefetch_multiplier = 7\n"
+    )
+    probe = (
+        "from credit_tasks import app; c = app.conf; "
+        "print(c.broker_url, c.broker_transport_options['visibility_timeout'], "
+        "c.worker_prefetch_multiplier, sorted(c.beat_schedule))"
+    )
+    redis_url = "redis://127.0.0.1:6399/3"  # only read, never reached
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    broker, visibility, prefetch, entries = done.stdout.split(" ", 3)
+    assert (broker, visibility, prefetch) == ("redis://127.0.0.1:1/9", "42", "7")
+    assert "check-openrouter-credits" in entries  # what it did not override stays the settings'
+    # and without one, the settings' own values
+    (tmp_path / "celeryconfig.py").unlink()
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 1)[0] == redis_url
