@@ -180,7 +180,7 @@ def standalone_config() -> dict[str, Any]:
         for name, value in vars(module).items()
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType)
-        and value is not celery_config
+        and value is not celery_config  # an older celeryconfig.py imported it
     )
     return config
 

@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace, state_dir: str, demo: bool) -> int:
     state = Path(state_dir).resolve()
     sup = Supervisor(state / "logs")
     sup.handle_signals()
+    sup.stop_when_parent_dies()
     try:
         plan = plans.demo(sup, settings, state, args.pace) if demo else plans.run(sup, settings)
         plans.start_services(sup, plan, state, args.flower_port, basic_auth)

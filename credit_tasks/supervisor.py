@@ -75,9 +75,14 @@ class Supervisor:
 
         for signum in STOP_SIGNALS:
             signal.signal(signum, on_signal)
-        # `make demo` runs us under `sh -c` (for its exit-code test). On SIGTERM, make passes
-        # the signal to that shell, which dies of it without passing it on: its death is our
-        # SIGTERM, so we stop rather than run on with no parent.
+
+    def stop_when_parent_dies(self) -> None:
+        """Ask for a stop when our parent dies: the kernel sends SIGTERM (see handle_signals).
+
+        `make demo` runs us under `sh -c` (for its exit-code test). On SIGTERM, make passes the
+        signal to that shell, which dies of it without passing it on: its death is our
+        SIGTERM, so we stop rather than run on with no parent.
+        """
         parent = os.getppid()
         procs.signal_at_parent_death(signal.SIGTERM)
         if os.getppid() != parent:  # it died before the request took effect

@@ -16,7 +16,6 @@ import pytest
 import redis
 from celery import Celery
 
-from credit_tasks import procs
 from credit_tasks.errors import StartError
 from credit_tasks.simulator import Simulator
 from credit_tasks.supervisor import STOP_SIGNALS, Supervisor
@@ -33,7 +32,6 @@ def sup(tmp_path: Path) -> Iterator[Supervisor]:
     supervisor.stop()
     for signum, handler in previous.items():
         signal.signal(signum, handler)
-    procs.signal_at_parent_death(0)  # handle_signals asked for SIGTERM when pytest's parent dies
 
 
 def test_a_stop_signal_sets_a_flag_and_takes_no_lock(sup: Supervisor) -> None:
@@ -165,6 +163,7 @@ from pathlib import Path
 from credit_tasks.supervisor import Supervisor
 sup = Supervisor(Path({str(tmp_path)!r}) / "logs", grace_s=0.5)
 sup.handle_signals()
+sup.stop_when_parent_dies()
 child = sup.start("a", ["sleep", "600"], {{"PATH": "/usr/bin:/bin"}}, Path({str(tmp_path)!r}))
 print(child.proc.pid, flush=True)
 while not sup.stop_requested:
