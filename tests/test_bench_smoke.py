@@ -117,7 +117,11 @@ def test_check_cost_times_both_ways_and_counts_their_round_trips(smoke: dict[str
         assert _positive(c[way]["median_ms"]) and c[way]["p95_ms"] >= c[way]["median_ms"]
         assert c[way]["http_requests"] >= 2
     assert c["floor"]["redis_round_trips"] == 1 and c["floor"]["http_requests"] == 2
-    assert _positive(c["ratio_median"])
+    # the second floor makes the check's own requests, bare: it must follow the check's
+    listing = c["floor_with_keys"]
+    assert listing["redis_round_trips"] == 1
+    assert listing["http_requests"] == c["run_check"]["http_requests"] == 4
+    assert _positive(c["ratio_median"]) and _positive(c["ratio_floors"])
 
 
 def test_alert_latency_times_each_crossing_through_the_worker(smoke: dict[str, Any]) -> None:

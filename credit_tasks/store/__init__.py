@@ -12,6 +12,7 @@ transition once. The store stores; what to write is decided elsewhere.
 - `connection`: `connect`, the client and key names, Redis errors translated;
 - `check`: `claim` and `renewing` the lock, `load`, `commit` (the compare-and-set script);
 - `plan`: `Commit`, `Cooldown` and the commands a commit runs;
+- `renewer`: one thread per store that keeps the held check locks alive;
 - `delivery`: `deliver` (the publishing script), `undelivered`, each channel's outcome;
 - `silencing`: silences and acks, and those in force;
 - `reads`: what the faces read (`buckets`, `keys_page`, `overview`, `scrape`, ...);

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from ..history import Point
 from ..rules import AlertState, Silencing, Subject
 from .connection import translated
 from .plan import Commands, Commit, _ms
+from .renewer import Renewer
 from .silencing import _silencing, _state
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,10 @@ class Checks(Commands):
         super()._register_scripts(client)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
+        renew = client.register_script(_RENEW)
+        self._renewer = Renewer(
+            lambda token, ttl_s: renew(keys=[self.keys.check_lock], args=[token, _px(ttl_s)])
+        )
 
     @translated
     def claim(self, lock_ttl_s: float, scheduled_hold_s: float | None = None) -> Claim:
@@ -177,23 +180,15 @@ class Checks(Commands):
         """Keep the check lock of `token` alive while the block runs.
 
         The lock's TTL stays short: when its holder dies, or the master it was written on
-        fails over, nobody renews it and it lapses within `ttl_s`.
+        fails over, nobody renews it and it lapses within `ttl_s`. The store's one renewer
+        thread does the renewing (see `renewer`).
         """
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(ttl_s / 3):
-                # Redis away: the lock lapses, and the commit's compare still guards
-                with contextlib.suppress(redis.RedisError):
-                    self._renew(keys=[self.keys.check_lock], args=[token, _px(ttl_s)])
-
-        thread = threading.Thread(target=renew, name="check-lock", daemon=True)
-        thread.start()
-        try:
+        with self._renewer.holding(token, ttl_s):
             yield
-        finally:
-            done.set()
-            thread.join()
+
+    def close(self) -> None:
+        self._renewer.close()
+        super().close()
 
     @translated
     def release(self, token: str) -> None:
