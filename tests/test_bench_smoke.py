@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from bench import breakdown, history, run, table
+from bench import breakdown, history, keys, run, table
 from bench.common import services
 from credit_tasks.store import Store
 
@@ -175,9 +175,17 @@ def test_the_keys_benchmark_counts_round_trips_at_three_fleet_sizes(
             assert _positive(figures["redis_ms"]) and _positive(figures["list_keys_ms"])
             parts = figures["http_ms"] + figures["redis_ms"] + figures["python_ms"]
             assert math.isclose(parts, figures["wall_ms"], abs_tol=0.01)
+            # pages side by side count once: no part is negative
+            assert figures["python_ms"] > 0 and figures["http_ms"] < figures["wall_ms"]
         # a first check writes what it alerts about; a steady one writes no alert
         assert c["first"]["redis_commands"] > c["steady"]["redis_commands"]
     assert isinstance(k["round_trips_flat"], bool)
+
+
+def test_time_in_flight_counts_overlapping_requests_once() -> None:
+    assert keys.in_flight_s([]) == 0
+    assert keys.in_flight_s([(0, 2), (1, 3), (5, 6)]) == 4  # 0-3 and 5-6
+    assert keys.in_flight_s([(1, 4), (0, 5), (2, 3)]) == 5  # one inside another
 
 
 def test_the_table_puts_each_figure_beside_its_baseline_or_floor(smoke: dict[str, Any]) -> None:
