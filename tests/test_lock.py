@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -60,3 +61,23 @@ def test_a_store_used_again_after_close_renews_again(store: Store, rdb: redis.Re
     with store.renewing(claim.token, 0.3):
         time.sleep(0.8)
         assert rdb.get(LOCK) == claim.token
+
+
+def test_a_forked_child_renews_with_a_thread_of_its_own(store: Store, rdb: redis.Redis) -> None:
+    claim = store.claim(5.0)
+    assert claim.token is not None
+    with store.renewing(claim.token, 5.0):
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's renewer thread is not here
+            code = 1
+            try:
+                store.release(claim.token)
+                child = store.claim(0.3)
+                with store.renewing(child.token or "", 0.3):
+                    time.sleep(0.8)
+                    code = 0 if rdb.get(LOCK) == child.token else 2
+                store.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -32,10 +32,7 @@ class Renewer:
     @contextlib.contextmanager
     def holding(self, token: str, ttl_s: float) -> Iterator[None]:
         """Keep `token` renewed while the block runs."""
-        if self._pid != os.getpid():
-            # a forked child: the parent's thread and its lock's state did not come along
-            self._pid = os.getpid()
-            self._held, self._changed, self._thread = {}, threading.Condition(), None
+        self._forget_parent()
         with self._changed:
             if self._thread is None or not self._thread.is_alive():
                 # the first hold, or a store used again after close() (as redis-py allows)
@@ -54,12 +51,20 @@ class Renewer:
 
     def close(self) -> None:
         """End the thread; a renewal in flight finishes first."""
+        self._forget_parent()
         with self._changed:
             self._stop.set()
             self._changed.notify_all()
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.join()
+
+    def _forget_parent(self) -> None:
+        """In a forked child, start afresh: the parent's thread did not come along, and its
+        lock may have been held at the fork."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._held, self._changed, self._thread = {}, threading.Condition(), None
 
     def _run(self, stop: threading.Event) -> None:
         with self._changed:
